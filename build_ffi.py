@@ -1,0 +1,407 @@
+"""CFFI builder for ``openssl_ccb._openssl``: out-of-line, API mode, system libssl.
+
+The declarations are grouped as pyca/cryptography groups them: TYPES,
+FUNCTIONS, then CUSTOMIZATIONS (the C trampoline and its ex_data plumbing).
+Values come from the headers (``static const int X;``), never copied by hand.
+
+Environment, for a libssl outside the compiler's default paths:
+``OPENSSL_CCB_INCLUDE_DIR`` and ``OPENSSL_CCB_LIB_DIR``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+
+from cffi import FFI
+
+MODULE = "openssl_ccb._openssl"
+
+INSTALL_HINT = (
+    "install the OpenSSL development headers and a C compiler "
+    "(Debian/Ubuntu: apt-get install libssl-dev gcc; "
+    "Fedora: dnf install openssl-devel gcc; Homebrew: brew install openssl@3, "
+    "then set OPENSSL_CCB_INCLUDE_DIR and OPENSSL_CCB_LIB_DIR)"
+)
+
+TYPES = """
+typedef ... SSL_CTX;
+typedef ... SSL;
+typedef ... SSL_METHOD;
+typedef ... X509;
+typedef ... X509_NAME;
+typedef ... EVP_PKEY;
+typedef ... BIO;
+typedef ... BIO_METHOD;
+typedef ... X509_STORE_CTX;
+typedef int pem_password_cb(char *, int, int, void *);
+typedef ... openssl_ccb_X509_NAME_STACK;
+typedef ... openssl_ccb_X509_STACK;
+
+/* int (*client_cert_cb)(SSL *ssl, X509 **x509, EVP_PKEY **pkey) */
+typedef int (*openssl_ccb_client_cert_cb_t)(SSL *, X509 **, EVP_PKEY **);
+
+static const long OPENSSL_VERSION_NUMBER;
+
+static const int SSL_ERROR_NONE;
+static const int SSL_ERROR_SSL;
+static const int SSL_ERROR_WANT_READ;
+static const int SSL_ERROR_WANT_WRITE;
+static const int SSL_ERROR_WANT_X509_LOOKUP;
+static const int SSL_ERROR_SYSCALL;
+static const int SSL_ERROR_ZERO_RETURN;
+static const int SSL_ERROR_WANT_CONNECT;
+static const int SSL_ERROR_WANT_ACCEPT;
+
+static const int SSL_VERIFY_NONE;
+static const int SSL_VERIFY_PEER;
+static const int SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+static const int SSL_VERIFY_CLIENT_ONCE;
+static const int SSL_VERIFY_POST_HANDSHAKE;
+
+static const int SSL_FILETYPE_PEM;
+static const int SSL_FILETYPE_ASN1;
+static const int TLSEXT_NAMETYPE_host_name;
+
+static const int TLS1_2_VERSION;
+static const int TLS1_3_VERSION;
+
+static const long SSL_MODE_AUTO_RETRY;
+static const long SSL_MODE_ENABLE_PARTIAL_WRITE;
+static const long SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER;
+static const long SSL_OP_NO_TICKET;
+static const long SSL_OP_NO_RENEGOTIATION;
+
+static const int X509_V_OK;
+static const unsigned long XN_FLAG_RFC2253;
+static const unsigned long ASN1_STRFLGS_ESC_MSB;
+"""
+
+FUNCTIONS = """
+unsigned long OpenSSL_version_num(void);
+const char *OpenSSL_version(int);
+static const int OPENSSL_VERSION;
+
+/* Contexts */
+const SSL_METHOD *TLS_method(void);
+const SSL_METHOD *TLS_client_method(void);
+const SSL_METHOD *TLS_server_method(void);
+SSL_CTX *SSL_CTX_new(const SSL_METHOD *);
+void SSL_CTX_free(SSL_CTX *);
+int SSL_CTX_up_ref(SSL_CTX *);
+void SSL_CTX_set_client_cert_cb(SSL_CTX *, int (*)(SSL *, X509 **, EVP_PKEY **));
+int (*SSL_CTX_get_client_cert_cb(SSL_CTX *))(SSL *, X509 **, EVP_PKEY **);
+int SSL_CTX_use_certificate(SSL_CTX *, X509 *);
+int SSL_CTX_use_PrivateKey(SSL_CTX *, EVP_PKEY *);
+int SSL_CTX_use_certificate_file(SSL_CTX *, const char *, int);
+int SSL_CTX_use_certificate_chain_file(SSL_CTX *, const char *);
+int SSL_CTX_use_PrivateKey_file(SSL_CTX *, const char *, int);
+int SSL_CTX_check_private_key(const SSL_CTX *);
+int SSL_CTX_load_verify_locations(SSL_CTX *, const char *, const char *);
+int SSL_CTX_set_default_verify_paths(SSL_CTX *);
+void SSL_CTX_set_verify(SSL_CTX *, int, int (*)(int, X509_STORE_CTX *));
+int SSL_CTX_get_verify_mode(const SSL_CTX *);
+long SSL_CTX_set_min_proto_version(SSL_CTX *, int);
+long SSL_CTX_set_max_proto_version(SSL_CTX *, int);
+long SSL_CTX_get_min_proto_version(SSL_CTX *);
+long SSL_CTX_get_max_proto_version(SSL_CTX *);
+uint64_t SSL_CTX_get_options(const SSL_CTX *);
+uint64_t SSL_CTX_set_options(SSL_CTX *, uint64_t);
+long SSL_CTX_set_mode(SSL_CTX *, long);
+int SSL_CTX_set_cipher_list(SSL_CTX *, const char *);
+int SSL_CTX_set_ciphersuites(SSL_CTX *, const char *);
+long SSL_CTX_set1_sigalgs_list(SSL_CTX *, const char *);
+long SSL_CTX_set1_client_sigalgs_list(SSL_CTX *, const char *);
+int SSL_CTX_add_client_CA(SSL_CTX *, X509 *);
+void SSL_CTX_set_post_handshake_auth(SSL_CTX *, int);
+void *SSL_CTX_get_ex_data(const SSL_CTX *, int);
+
+/* Connections */
+SSL *SSL_new(SSL_CTX *);
+void SSL_free(SSL *);
+SSL_CTX *SSL_get_SSL_CTX(const SSL *);
+int SSL_set_fd(SSL *, int);
+void SSL_set_bio(SSL *, BIO *, BIO *);
+void SSL_set_connect_state(SSL *);
+void SSL_set_accept_state(SSL *);
+int SSL_do_handshake(SSL *);
+int SSL_connect(SSL *);
+int SSL_accept(SSL *);
+int SSL_get_error(const SSL *, int);
+int SSL_read(SSL *, void *, int);
+int SSL_write(SSL *, const void *, int);
+int SSL_pending(const SSL *);
+int SSL_shutdown(SSL *);
+int SSL_is_init_finished(const SSL *);
+int SSL_in_init(const SSL *);
+int SSL_is_server(const SSL *);
+const char *SSL_get_version(const SSL *);
+int SSL_version(const SSL *);
+long SSL_set_tlsext_host_name(SSL *, const char *);
+const char *SSL_get_servername(const SSL *, const int);
+int SSL_set1_host(SSL *, const char *);
+void SSL_set_verify(SSL *, int, int (*)(int, X509_STORE_CTX *));
+long SSL_get_verify_result(const SSL *);
+X509 *SSL_get_certificate(const SSL *);
+EVP_PKEY *SSL_get_privatekey(const SSL *);
+int SSL_use_certificate(SSL *, X509 *);
+int SSL_use_PrivateKey(SSL *, EVP_PKEY *);
+openssl_ccb_X509_NAME_STACK *SSL_get_client_CA_list(const SSL *);
+int SSL_get_sigalgs(SSL *, int, int *, int *, int *, unsigned char *, unsigned char *);
+void SSL_set_post_handshake_auth(SSL *, int);
+int SSL_verify_client_post_handshake(SSL *);
+int SSL_renegotiate(SSL *);
+void *SSL_get_ex_data(const SSL *, int);
+int SSL_set_ex_data(SSL *, int, void *);
+
+/* Memory and socket BIOs */
+const BIO_METHOD *BIO_s_mem(void);
+BIO *BIO_new(const BIO_METHOD *);
+BIO *BIO_new_mem_buf(const void *, int);
+int BIO_free(BIO *);
+int BIO_read(BIO *, void *, int);
+int BIO_write(BIO *, const void *, int);
+size_t BIO_ctrl_pending(BIO *);
+long BIO_set_mem_eof_return(BIO *, int);
+
+/* Certificates, names, keys */
+X509 *d2i_X509(X509 **, const unsigned char **, long);
+int i2d_X509(X509 *, unsigned char **);
+X509 *PEM_read_bio_X509(BIO *, X509 **, pem_password_cb *, void *);
+void X509_free(X509 *);
+int X509_up_ref(X509 *);
+X509_NAME *X509_get_subject_name(const X509 *);
+X509_NAME *X509_get_issuer_name(const X509 *);
+int X509_check_private_key(const X509 *, const EVP_PKEY *);
+EVP_PKEY *X509_get0_pubkey(const X509 *);
+int X509_check_issued(X509 *, X509 *);
+int i2d_X509_NAME(X509_NAME *, unsigned char **);
+X509_NAME *d2i_X509_NAME(X509_NAME **, const unsigned char **, long);
+void X509_NAME_free(X509_NAME *);
+int X509_NAME_cmp(const X509_NAME *, const X509_NAME *);
+int X509_NAME_print_ex(BIO *, const X509_NAME *, int, unsigned long);
+int sk_X509_NAME_num(openssl_ccb_X509_NAME_STACK *);
+X509_NAME *sk_X509_NAME_value(openssl_ccb_X509_NAME_STACK *, int);
+openssl_ccb_X509_STACK *sk_X509_new_null(void);
+int sk_X509_push(openssl_ccb_X509_STACK *, X509 *);
+int sk_X509_num(openssl_ccb_X509_STACK *);
+X509 *sk_X509_value(openssl_ccb_X509_STACK *, int);
+void sk_X509_free(openssl_ccb_X509_STACK *);
+
+EVP_PKEY *d2i_AutoPrivateKey(EVP_PKEY **, const unsigned char **, long);
+EVP_PKEY *PEM_read_bio_PrivateKey(BIO *, EVP_PKEY **, pem_password_cb *, void *);
+void EVP_PKEY_free(EVP_PKEY *);
+int EVP_PKEY_up_ref(EVP_PKEY *);
+int EVP_PKEY_bits(const EVP_PKEY *);
+
+/* The error queue */
+unsigned long ERR_get_error(void);
+unsigned long ERR_peek_error(void);
+void ERR_clear_error(void);
+void ERR_error_string_n(unsigned long, char *, size_t);
+const char *ERR_lib_error_string(unsigned long);
+const char *ERR_reason_error_string(unsigned long);
+int ERR_GET_LIB(unsigned long);
+int ERR_GET_REASON(unsigned long);
+"""
+
+CUSTOMIZATIONS = """
+/* The C trampoline OpenSSL calls; it routes to openssl_ccb_dispatch. */
+int openssl_ccb_client_cert_cb(SSL *, X509 **, EVP_PKEY **);
+
+extern "Python" int openssl_ccb_dispatch(void *, SSL *, X509 **, EVP_PKEY **, int);
+extern "Python" void openssl_ccb_release(void *);
+
+int openssl_ccb_init(void);
+void *openssl_ccb_get_state(const SSL_CTX *);
+int openssl_ccb_set_state(SSL_CTX *, void *);
+int openssl_ccb_attempts(const SSL *);
+X509 *openssl_ccb_get1_peer_certificate(const SSL *);
+long openssl_ccb_set1_chain(SSL *, openssl_ccb_X509_STACK *);
+int openssl_ccb_password_cb(char *, int, int, void *);
+openssl_ccb_client_cert_cb_t openssl_ccb_trampoline(void);
+void *openssl_ccb_address(const char *);
+void *SSL_get_app_data(const SSL *);
+"""
+
+SOURCE = r"""
+#include <stdint.h>
+#include <string.h>
+#include <openssl/opensslv.h>
+#include <openssl/crypto.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+#include <openssl/pem.h>
+#include <openssl/err.h>
+
+#if OPENSSL_VERSION_NUMBER < 0x10101000L || defined(LIBRESSL_VERSION_NUMBER)
+#error "openssl-ccb needs OpenSSL 1.1.1 or newer"
+#endif
+
+#if OPENSSL_VERSION_NUMBER < 0x30000000L
+#define SSL_get1_peer_certificate SSL_get_peer_certificate
+#endif
+
+typedef STACK_OF(X509_NAME) openssl_ccb_X509_NAME_STACK;
+typedef STACK_OF(X509) openssl_ccb_X509_STACK;
+typedef int (*openssl_ccb_client_cert_cb_t)(SSL *, X509 **, EVP_PKEY **);
+
+static int openssl_ccb_dispatch(void *, SSL *, X509 **, EVP_PKEY **, int);
+static void openssl_ccb_release(void *);
+
+/* ex_data slots: per context, the Python state's handle; per connection, the
+ * number of times the callback suspended this handshake (an integer in the
+ * pointer, so nothing to free). */
+static int openssl_ccb_ctx_index = -1;
+static int openssl_ccb_ssl_index = -1;
+
+/* Runs inside SSL_CTX_free: the context is gone, so its Python state goes. */
+static void openssl_ccb_ctx_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad,
+                                 int idx, long argl, void *argp)
+{
+    if (ptr != NULL)
+        openssl_ccb_release(ptr);
+}
+
+static int openssl_ccb_init(void)
+{
+    if (openssl_ccb_ctx_index < 0)
+        openssl_ccb_ctx_index = SSL_CTX_get_ex_new_index(
+            0, NULL, NULL, NULL, openssl_ccb_ctx_free);
+    if (openssl_ccb_ssl_index < 0)
+        openssl_ccb_ssl_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+    return openssl_ccb_ctx_index >= 0 && openssl_ccb_ssl_index >= 0;
+}
+
+static void *openssl_ccb_get_state(const SSL_CTX *ctx)
+{
+    return SSL_CTX_get_ex_data(ctx, openssl_ccb_ctx_index);
+}
+
+static int openssl_ccb_set_state(SSL_CTX *ctx, void *state)
+{
+    return SSL_CTX_set_ex_data(ctx, openssl_ccb_ctx_index, state);
+}
+
+static int openssl_ccb_attempts(const SSL *ssl)
+{
+    return (int)(intptr_t)SSL_get_ex_data(ssl, openssl_ccb_ssl_index);
+}
+
+static int openssl_ccb_client_cert_cb(SSL *ssl, X509 **x509, EVP_PKEY **pkey)
+{
+    void *state = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), openssl_ccb_ctx_index);
+    int attempt = openssl_ccb_attempts(ssl) + 1;
+    int ret = openssl_ccb_dispatch(state, ssl, x509, pkey, attempt);
+
+    /* Count suspensions so a retry knows it is one; reset once answered. */
+    SSL_set_ex_data(ssl, openssl_ccb_ssl_index,
+                    (void *)(intptr_t)(ret < 0 ? attempt : 0));
+    if (ret < 0) {
+        /* OpenSSL frees nothing on this path: leave nothing to leak. */
+        *x509 = NULL;
+        *pkey = NULL;
+    }
+    return ret;
+}
+
+static X509 *openssl_ccb_get1_peer_certificate(const SSL *ssl)
+{
+    return SSL_get1_peer_certificate(ssl);
+}
+
+/* The trampoline's own address (ffi.addressof would give a cffi wrapper). */
+static openssl_ccb_client_cert_cb_t openssl_ccb_trampoline(void)
+{
+    return openssl_ccb_client_cert_cb;
+}
+
+/* Where this module's libssl/libcrypto functions really are: compared with
+ * another module's link map to prove that both run on one library. */
+static void *openssl_ccb_address(const char *name)
+{
+    if (strcmp(name, "SSL_CTX_new") == 0)
+        return (void *)&SSL_CTX_new;
+    if (strcmp(name, "SSL_CTX_get_options") == 0)
+        return (void *)&SSL_CTX_get_options;
+    if (strcmp(name, "SSL_get_error") == 0)
+        return (void *)&SSL_get_error;
+    if (strcmp(name, "X509_free") == 0)
+        return (void *)&X509_free;
+    if (strcmp(name, "EVP_PKEY_free") == 0)
+        return (void *)&EVP_PKEY_free;
+    return NULL;
+}
+
+/* A PEM pass phrase from userdata (a NUL-terminated string), never from the
+ * terminal: OpenSSL's default callback would prompt when userdata is NULL. */
+static int openssl_ccb_password_cb(char *buf, int size, int rwflag, void *userdata)
+{
+    size_t len;
+    if (userdata == NULL)
+        return -1;
+    len = strlen((const char *)userdata);
+    if (len > (size_t)size)
+        return -1;
+    memcpy(buf, userdata, len);
+    return (int)len;
+}
+
+static long openssl_ccb_set1_chain(SSL *ssl, openssl_ccb_X509_STACK *chain)
+{
+    return SSL_set1_chain(ssl, chain);
+}
+"""
+
+
+def _dirs(name: str) -> list[str]:
+    value = os.environ.get(name)
+    return [value] if value else []
+
+
+INCLUDE_DIRS = _dirs("OPENSSL_CCB_INCLUDE_DIR")
+LIBRARY_DIRS = _dirs("OPENSSL_CCB_LIB_DIR")
+
+
+def preflight() -> None:
+    """Stop the build with one sentence if headers or a compiler are missing."""
+    from setuptools._distutils.ccompiler import new_compiler
+    from setuptools._distutils.errors import CompileError, DistutilsExecError
+    from setuptools._distutils.sysconfig import customize_compiler
+
+    compiler = new_compiler()
+    customize_compiler(compiler)
+    with tempfile.TemporaryDirectory() as tmp:
+        probe = os.path.join(tmp, "probe.c")
+        with open(probe, "w") as f:
+            f.write(
+                "#include <openssl/ssl.h>\n"
+                "#if OPENSSL_VERSION_NUMBER < 0x10101000L\n"
+                '#error "OpenSSL older than 1.1.1"\n'
+                "#endif\n"
+                "int main(void) { return 0; }\n"
+            )
+        try:
+            compiler.compile([probe], output_dir=tmp, include_dirs=INCLUDE_DIRS)
+        except (CompileError, DistutilsExecError) as exc:
+            sys.exit(f"openssl-ccb cannot build ({exc}): {INSTALL_HINT}.")
+
+
+ffi = FFI()
+ffi.cdef(TYPES + FUNCTIONS + CUSTOMIZATIONS)
+ffi.set_source(
+    MODULE,
+    SOURCE,
+    libraries=["ssl", "crypto"],
+    include_dirs=INCLUDE_DIRS,
+    library_dirs=LIBRARY_DIRS,
+    runtime_library_dirs=LIBRARY_DIRS,
+)
+
+if os.environ.get("OPENSSL_CCB_SKIP_PREFLIGHT") != "1" and "sdist" not in sys.argv:
+    preflight()
+
+if __name__ == "__main__":
+    ffi.compile(verbose=True)

@@ -1,0 +1,33 @@
+"""openssl-ccb: OpenSSL's client-certificate callback, for Python.
+
+``set_client_cert_cb(ctx, callback)`` works on ``ssl.SSLContext``,
+``OpenSSL.SSL.Context`` and raw ``SSL_CTX *``; the callback receives a
+``CertificateRequest`` and chooses the certificate at handshake time.
+"""
+
+from ._binding import ffi, lib
+from .callbacks import get_client_cert_cb, set_client_cert_cb
+from .credential import Credential
+from .driving import do_handshake
+from .errors import Error, WantRead, WantWrite, WantX509Lookup
+from .foreign import ForeignCallback
+from .request import CertificateRequest
+from .stdlib import SSLWantX509Lookup
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CertificateRequest",
+    "Credential",
+    "Error",
+    "ForeignCallback",
+    "SSLWantX509Lookup",
+    "WantRead",
+    "WantWrite",
+    "WantX509Lookup",
+    "do_handshake",
+    "ffi",
+    "get_client_cert_cb",
+    "lib",
+    "set_client_cert_cb",
+]

@@ -1,0 +1,15 @@
+"""The compiled module, initialised once: ``ffi`` and ``lib`` as users see them."""
+
+from __future__ import annotations
+
+from ._openssl import ffi, lib
+
+if not lib.openssl_ccb_init():
+    raise ImportError("openssl-ccb could not reserve its OpenSSL ex_data slots")
+
+# The C trampoline that OpenSSL calls: its address is how a context is
+# recognised as ours (SSL_CTX_get_client_cert_cb compares equal to it).
+TRAMPOLINE = lib.openssl_ccb_trampoline()
+CLIENT_CERT_CB = ffi.typeof("int(*)(SSL *, X509 **, EVP_PKEY **)")
+
+__all__ = ["CLIENT_CERT_CB", "TRAMPOLINE", "ffi", "lib"]

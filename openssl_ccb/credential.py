@@ -1,0 +1,262 @@
+"""Certificates and keys, parsed once into this libssl's ``X509``/``EVP_PKEY``.
+
+Ownership: a ``Credential`` owns one reference to its ``X509``, its
+``EVP_PKEY`` and each chain ``X509`` (released by ``ffi.gc``). ``install``
+hands OpenSSL *new* references, because OpenSSL frees the two it is given.
+
+Objects from another OpenSSL (pip's ``cryptography`` and pyOpenSSL carry
+their own) cross into this one only as encoded bytes, never as pointers.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from typing import Any, Union
+
+from ._binding import ffi, lib
+from .errors import Error, drain_error_queue, error_from_queue
+
+CertificateLike = Any  # bytes, str, os.PathLike, cryptography, pyOpenSSL or cdata
+KeyLike = Any
+Password = Union[bytes, str, None]
+
+_X509_P = ffi.typeof("X509 *")
+_EVP_PKEY_P = ffi.typeof("EVP_PKEY *")
+
+
+class Credential:
+    """A client certificate, its private key and (optionally) intermediates."""
+
+    __slots__ = ("_chain", "_chain_stack", "_key", "_x509")
+
+    def __init__(self, x509: Any, key: Any, chain: list[Any]) -> None:
+        # Private: use Credential.load. Takes ownership of gc-managed cdata.
+        if lib.X509_check_private_key(x509, key) != 1:
+            drain_error_queue()
+            raise Error("the private key does not match the certificate")
+        self._x509 = x509
+        self._key = key
+        self._chain = chain
+        self._chain_stack = _stack_of(chain) if chain else None
+
+    @classmethod
+    def load(
+        cls,
+        cert: CertificateLike,
+        key: KeyLike,
+        chain: Any = (),
+        password: Password = None,
+    ) -> Credential:
+        """Parse a certificate, its key and intermediates from any accepted form."""
+        if isinstance(chain, (bytes, str, os.PathLike)):
+            raise TypeError("chain must be a sequence of certificates, not a single one")
+        return cls(
+            load_certificate(cert),
+            load_private_key(key, password),
+            [load_certificate(item, what=f"chain item {i}") for i, item in enumerate(chain)],
+        )
+
+    @property
+    def certificate(self) -> bytes:
+        """The leaf certificate, DER."""
+        return _i2d_x509(self._x509)
+
+    @property
+    def chain(self) -> list[bytes]:
+        """The intermediates, DER, in the order they are sent."""
+        return [_i2d_x509(x) for x in self._chain]
+
+    @property
+    def subject(self) -> str:
+        return name_to_string(lib.X509_get_subject_name(self._x509))
+
+    @property
+    def issuer(self) -> str:
+        return name_to_string(lib.X509_get_issuer_name(self._x509))
+
+    def __repr__(self) -> str:
+        return f"<Credential subject={self.subject!r} issuer={self.issuer!r} chain={len(self._chain)}>"
+
+    def install(self, ssl: Any, x509_out: Any, pkey_out: Any) -> int:
+        """Answer a ``client_cert_cb``: hand OpenSSL new references, return 1."""
+        if self._chain_stack is not None:
+            # client_cert_cb cannot carry a chain, so put the certificate, key
+            # and chain on this connection first; OpenSSL's own
+            # SSL_use_certificate of the same pair then keeps the chain.
+            if (
+                lib.SSL_use_certificate(ssl, self._x509) != 1
+                or lib.SSL_use_PrivateKey(ssl, self._key) != 1
+                or lib.openssl_ccb_set1_chain(ssl, self._chain_stack) != 1
+            ):
+                raise error_from_queue("could not set the certificate chain on the connection")
+        lib.X509_up_ref(self._x509)
+        lib.EVP_PKEY_up_ref(self._key)
+        x509_out[0] = self._x509
+        pkey_out[0] = self._key
+        return 1
+
+
+def name_to_string(name: Any) -> str:
+    """An ``X509_NAME *`` as an RFC 4514 string (UTF-8 kept, not escaped)."""
+    bio = ffi.gc(lib.BIO_new(lib.BIO_s_mem()), lib.BIO_free)
+    flags = lib.XN_FLAG_RFC2253 & ~lib.ASN1_STRFLGS_ESC_MSB
+    if lib.X509_NAME_print_ex(bio, name, 0, flags) < 0:
+        raise error_from_queue("could not print a distinguished name")
+    return _read_bio(bio).decode("utf-8", errors="replace")
+
+
+def _read_bio(bio: Any) -> bytes:
+    size = lib.BIO_ctrl_pending(bio)
+    buf = ffi.new("char[]", size)
+    n = lib.BIO_read(bio, buf, size) if size else 0
+    return ffi.buffer(buf, max(n, 0))[:]
+
+
+def _i2d_x509(x509: Any) -> bytes:
+    size = lib.i2d_X509(x509, ffi.NULL)
+    if size <= 0:
+        raise error_from_queue("could not encode a certificate")
+    buf = ffi.new("unsigned char[]", size)
+    lib.i2d_X509(x509, ffi.new("unsigned char **", buf))
+    return ffi.buffer(buf, size)[:]
+
+
+def _stack_of(certs: list[Any]) -> Any:
+    # The stack borrows: the Credential keeps every X509 alive.
+    stack = ffi.gc(lib.sk_X509_new_null(), lib.sk_X509_free)
+    for x509 in certs:
+        if lib.sk_X509_push(stack, x509) <= 0:
+            raise error_from_queue("could not build the certificate chain")
+    return stack
+
+
+# --- parsing -----------------------------------------------------------------
+
+
+def _encoded(obj: Any, what: str, password: Password = None) -> bytes | None:
+    """The bytes of a certificate or key given in any non-cdata form, or None."""
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return bytes(obj)
+    if isinstance(obj, (str, os.PathLike)):
+        try:
+            with open(obj, "rb") as f:
+                return f.read()
+        except OSError as exc:
+            raise Error(f"cannot read the {what} file {os.fspath(obj)!r}: {exc.strerror}") from exc
+    # pyOpenSSL objects: take their cryptography form.
+    for method in ("to_cryptography", "to_cryptography_key"):
+        if hasattr(obj, method) and type(obj).__module__.startswith("OpenSSL"):
+            obj = getattr(obj, method)()
+            break
+    module = type(obj).__module__ or ""
+    if module.startswith("cryptography"):
+        from cryptography.hazmat.primitives import serialization
+
+        if hasattr(obj, "public_bytes") and hasattr(obj, "fingerprint"):
+            return bytes(obj.public_bytes(serialization.Encoding.DER))
+        if hasattr(obj, "private_bytes"):
+            return bytes(
+                obj.private_bytes(
+                    serialization.Encoding.DER,
+                    serialization.PrivateFormat.PKCS8,
+                    serialization.NoEncryption(),
+                )
+            )
+    return None
+
+
+def load_certificate(obj: CertificateLike, what: str = "certificate") -> Any:
+    """An owned ``X509 *`` from any accepted certificate form."""
+    if isinstance(obj, ffi.CData):
+        if ffi.typeof(obj) is not _X509_P or obj == ffi.NULL:
+            raise TypeError(f"{what}: expected an X509 * from openssl_ccb.ffi, got {obj!r}")
+        lib.X509_up_ref(obj)
+        return ffi.gc(obj, lib.X509_free)
+    data = _encoded(obj, what)
+    if data is None:
+        raise TypeError(
+            f"{what}: cannot use {type(obj).__name__}; give PEM/DER bytes, a path, "
+            "a cryptography Certificate, a pyOpenSSL X509 or an X509 * cdata"
+        )
+    if b"-----BEGIN" in data:
+        bio = ffi.gc(lib.BIO_new_mem_buf(data, len(data)), lib.BIO_free)
+        x509 = lib.PEM_read_bio_X509(bio, ffi.NULL, lib.openssl_ccb_password_cb, ffi.NULL)
+    else:
+        x509 = lib.d2i_X509(ffi.NULL, ffi.new("unsigned char **", ffi.from_buffer(data)), len(data))
+    if x509 == ffi.NULL:
+        raise error_from_queue(f"{what} is not a PEM or DER certificate")
+    return ffi.gc(x509, lib.X509_free)
+
+
+def load_private_key(obj: KeyLike, password: Password = None) -> Any:
+    """An owned ``EVP_PKEY *`` from any accepted key form."""
+    if isinstance(obj, ffi.CData):
+        if ffi.typeof(obj) is not _EVP_PKEY_P or obj == ffi.NULL:
+            raise TypeError(f"private key: expected an EVP_PKEY * from openssl_ccb.ffi, got {obj!r}")
+        lib.EVP_PKEY_up_ref(obj)
+        return ffi.gc(obj, lib.EVP_PKEY_free)
+    data = _encoded(obj, "private key")
+    if data is None:
+        raise TypeError(
+            f"private key: cannot use {type(obj).__name__}; give PEM/DER bytes, a path, "
+            "a cryptography private key, a pyOpenSSL PKey or an EVP_PKEY * cdata"
+        )
+    if b"-----BEGIN" in data:
+        phrase = ffi.NULL
+        if password is not None:
+            phrase = ffi.new("char[]", password.encode() if isinstance(password, str) else password)
+        bio = ffi.gc(lib.BIO_new_mem_buf(data, len(data)), lib.BIO_free)
+        key = lib.PEM_read_bio_PrivateKey(bio, ffi.NULL, lib.openssl_ccb_password_cb, phrase)
+    else:
+        buf = ffi.new("unsigned char **", ffi.from_buffer(data))
+        key = lib.d2i_AutoPrivateKey(ffi.NULL, buf, len(data))
+    if key == ffi.NULL:
+        hint = "" if password is None else " (or the password is wrong)"
+        raise error_from_queue(f"private key is not a PEM or DER private key{hint}")
+    return ffi.gc(key, lib.EVP_PKEY_free)
+
+
+# --- the per-handshake fast path ---------------------------------------------
+
+_CACHE_SIZE = 64
+_cache_lock = threading.Lock()
+_cache: OrderedDict[tuple[Any, ...], tuple[tuple[Any, ...], Credential]] = OrderedDict()
+
+
+def _identity(obj: Any) -> Any:
+    """A cache key that stays true as long as the cache entry holds ``obj``."""
+    if isinstance(obj, bytes):
+        return ("bytes", obj)
+    if isinstance(obj, (str, os.PathLike)):
+        path = os.fspath(obj)
+        st = os.stat(path)
+        return ("path", path, st.st_mtime_ns, st.st_size, st.st_ino)
+    return ("id", id(obj))  # the entry pins obj, so its id cannot be reused meanwhile
+
+
+def coerce(cert: Any, key: Any, chain: Any = ()) -> Credential:
+    """The Credential for a callback's ``(cert, key[, chain])``, parsed once.
+
+    The same objects (or the same bytes, or an unchanged file) returned again
+    reuse the Credential built the first time.
+    """
+    if isinstance(cert, ffi.CData) or isinstance(key, ffi.CData):
+        return Credential.load(cert, key, chain)  # borrowed pointers: no cache
+    chain = tuple(chain) if not isinstance(chain, (bytes, str, os.PathLike)) else chain
+    try:
+        ident = (_identity(cert), _identity(key), *map(_identity, chain))
+    except (OSError, TypeError):
+        return Credential.load(cert, key, chain)  # let load() explain the problem
+    with _cache_lock:
+        hit = _cache.get(ident)
+        if hit is not None:
+            _cache.move_to_end(ident)
+            return hit[1]
+    credential = Credential.load(cert, key, chain)
+    with _cache_lock:
+        _cache[ident] = ((cert, key, chain), credential)
+        if len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+    return credential

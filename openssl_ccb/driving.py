@@ -1,0 +1,122 @@
+"""Who drives a handshake, and how a callback's exception gets back to them.
+
+OpenSSL calls the client-certificate callback synchronously, in the thread
+that called ``SSL_do_handshake``/``SSL_read``/``SSL_write``. So:
+
+1. The code that drives an OpenSSL call (``do_handshake`` here, the standard
+   library and pyOpenSSL wrappers elsewhere) pushes a ``Call`` on a
+   thread-local stack before calling into OpenSSL.
+2. The callback runs under that ``Call``. If it raises, or returns something
+   unusable, the exception is stored on the ``Call`` and the callback tells
+   OpenSSL to suspend (-1): the handshake never goes on without a certificate.
+3. When OpenSSL returns, the driver pops its ``Call`` and re-raises the stored
+   exception, with its original traceback, in place of OpenSSL's "want X509
+   lookup". Nothing is stored on a shared context, so connections and
+   threads never see each other's errors.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, NoReturn
+
+from ._binding import ffi, lib
+from .errors import Error, WantRead, WantWrite, WantX509Lookup, drain_error_queue, error_from_queue
+
+_local = threading.local()
+
+
+class Call:
+    """One OpenSSL call in progress, as seen from the callback it triggers."""
+
+    __slots__ = ("connection", "error")
+
+    def __init__(self, connection: object | None) -> None:
+        self.connection = connection
+        self.error: BaseException | None = None
+
+    def fail(self, exc: BaseException) -> None:
+        # Keep the first problem: it is the cause of everything after it.
+        if self.error is None:
+            self.error = exc
+
+    def raise_error(self) -> NoReturn:
+        """Re-raise the stored exception, leaving OpenSSL's queue empty."""
+        exc = self.error
+        assert exc is not None
+        self.error = None
+        drain_error_queue()
+        try:
+            raise exc
+        finally:
+            del exc
+
+
+def push(connection: object | None = None) -> Call:
+    call = Call(connection)
+    try:
+        _local.stack.append(call)
+    except AttributeError:
+        _local.stack = [call]
+    return call
+
+
+def pop(call: Call) -> None:
+    stack: list[Call] = _local.stack
+    # The innermost call is ours unless a callback leaked a push; find it anyway.
+    if stack and stack[-1] is call:
+        stack.pop()
+    else:
+        stack.remove(call)
+
+
+def current() -> Call | None:
+    """The innermost OpenSSL call this thread is driving, if any."""
+    stack: list[Call] | None = getattr(_local, "stack", None)
+    return stack[-1] if stack else None
+
+
+def raise_for(ssl: Any, ret: int, call: Call, action: str) -> NoReturn:
+    """Translate a failed ``SSL_*`` call into an exception."""
+    if call.error is not None:
+        call.raise_error()
+    code = lib.SSL_get_error(ssl, ret)
+    if code == lib.SSL_ERROR_WANT_X509_LOOKUP:
+        raise WantX509Lookup("the client-certificate callback suspended the handshake")
+    if code == lib.SSL_ERROR_WANT_READ:
+        raise WantRead(f"{action} wants to read")
+    if code == lib.SSL_ERROR_WANT_WRITE:
+        raise WantWrite(f"{action} wants to write")
+    names = {
+        lib.SSL_ERROR_SSL: "SSL_ERROR_SSL",
+        lib.SSL_ERROR_SYSCALL: "SSL_ERROR_SYSCALL",
+        lib.SSL_ERROR_ZERO_RETURN: "SSL_ERROR_ZERO_RETURN",
+    }
+    raise error_from_queue(f"{action} failed ({names.get(code, code)})", Error)
+
+
+def do_handshake(ssl: Any) -> None:
+    """Run ``SSL_do_handshake`` on an ``SSL *`` and translate the outcome.
+
+    Returns on success; raises ``WantX509Lookup`` when the callback suspended,
+    ``WantRead``/``WantWrite`` on a non-blocking transport, the callback's own
+    exception when it raised, and ``Error`` (with the drained queue) otherwise.
+    """
+    _check_ssl(ssl)
+    call = push(None)
+    try:
+        ret = lib.SSL_do_handshake(ssl)
+    finally:
+        pop(call)
+    if ret != 1:
+        raise_for(ssl, ret, call, "SSL_do_handshake")
+
+
+def _check_ssl(ssl: Any) -> None:
+    if not isinstance(ssl, ffi.CData) or ffi.typeof(ssl) is not _SSL_P:
+        raise TypeError(f"expected an SSL * from openssl_ccb.ffi, got {ssl!r}")
+    if ssl == ffi.NULL:
+        raise ValueError("SSL * is NULL")
+
+
+_SSL_P = ffi.typeof("SSL *")

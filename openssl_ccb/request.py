@@ -1,0 +1,137 @@
+"""What the server asked for, as the callback sees it.
+
+Every attribute is read from the ``SSL *`` when first asked for, so a
+callback that looks at nothing costs nothing. The request is valid only while
+the callback runs: the ``SSL *`` may be freed after.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._binding import ffi, lib
+from .credential import _i2d_x509, name_to_string
+from .errors import Error
+
+# TLS SignatureScheme code points (IANA registry) to their names.
+SIGNATURE_SCHEMES = {
+    0x0201: "rsa_pkcs1_sha1",
+    0x0203: "ecdsa_sha1",
+    0x0401: "rsa_pkcs1_sha256",
+    0x0501: "rsa_pkcs1_sha384",
+    0x0601: "rsa_pkcs1_sha512",
+    0x0403: "ecdsa_secp256r1_sha256",
+    0x0503: "ecdsa_secp384r1_sha384",
+    0x0603: "ecdsa_secp521r1_sha512",
+    0x0804: "rsa_pss_rsae_sha256",
+    0x0805: "rsa_pss_rsae_sha384",
+    0x0806: "rsa_pss_rsae_sha512",
+    0x0807: "ed25519",
+    0x0808: "ed448",
+    0x0809: "rsa_pss_pss_sha256",
+    0x080A: "rsa_pss_pss_sha384",
+    0x080B: "rsa_pss_pss_sha512",
+    0x081A: "ecdsa_brainpoolP256r1tls13_sha256",
+    0x081B: "ecdsa_brainpoolP384r1tls13_sha384",
+    0x081C: "ecdsa_brainpoolP512r1tls13_sha512",
+    0x0301: "rsa_pkcs1_sha224",
+    0x0303: "ecdsa_sha224",
+    0x0402: "dsa_sha256",
+    0x0502: "dsa_sha384",
+    0x0602: "dsa_sha512",
+}
+
+
+def _i2d_name(name: Any) -> bytes:
+    size = lib.i2d_X509_NAME(name, ffi.NULL)
+    buf = ffi.new("unsigned char[]", max(size, 0))
+    lib.i2d_X509_NAME(name, ffi.new("unsigned char **", buf))
+    return ffi.buffer(buf, max(size, 0))[:]
+
+
+class CertificateRequest:
+    """The server's certificate request, read lazily from the connection."""
+
+    __slots__ = ("_call", "_ssl", "attempt")
+
+    def __init__(self, ssl: Any, attempt: int, call: Any) -> None:
+        self._ssl = ssl
+        self._call = call
+        self.attempt: int = attempt
+        """1 on the first call for this connection, 2 after one suspension, ..."""
+
+    @property
+    def ssl(self) -> Any:
+        """The raw ``SSL *`` (``openssl_ccb.ffi`` cdata)."""
+        if self._ssl is None:
+            raise Error("a CertificateRequest is valid only while the callback runs")
+        return self._ssl
+
+    def _names(self) -> list[Any]:
+        stack = lib.SSL_get_client_CA_list(self.ssl)
+        if stack == ffi.NULL:
+            return []
+        return [lib.sk_X509_NAME_value(stack, i) for i in range(lib.sk_X509_NAME_num(stack))]
+
+    @property
+    def acceptable_cas(self) -> list[bytes]:
+        """DER-encoded names of the CAs the server accepts, in its order."""
+        return [_i2d_name(name) for name in self._names()]
+
+    @property
+    def acceptable_ca_names(self) -> list[str]:
+        """The acceptable CAs as RFC 4514 strings."""
+        return [name_to_string(name) for name in self._names()]
+
+    @property
+    def signature_algorithms(self) -> list[str]:
+        """The server's signature schemes, IANA names, in its order."""
+        ssl = self.ssl
+        rsig = ffi.new("unsigned char *")
+        rhash = ffi.new("unsigned char *")
+        count = lib.SSL_get_sigalgs(ssl, -1, ffi.NULL, ffi.NULL, ffi.NULL, ffi.NULL, ffi.NULL)
+        schemes = []
+        for i in range(max(count, 0)):
+            lib.SSL_get_sigalgs(ssl, i, ffi.NULL, ffi.NULL, ffi.NULL, rsig, rhash)
+            code = (rhash[0] << 8) | rsig[0]
+            schemes.append(SIGNATURE_SCHEMES.get(code, f"0x{code:04x}"))
+        return schemes
+
+    @property
+    def server_name(self) -> str | None:
+        """The SNI host name this client sent, or None."""
+        name = lib.SSL_get_servername(self.ssl, lib.TLSEXT_NAMETYPE_host_name)
+        return None if name == ffi.NULL else ffi.string(name).decode("ascii", "replace")
+
+    @property
+    def version(self) -> str:
+        """The negotiated protocol, spelled as ``ssl.SSLSocket.version()`` does."""
+        return str(ffi.string(lib.SSL_get_version(self.ssl)).decode())
+
+    @property
+    def peer_certificate(self) -> bytes | None:
+        """The server's leaf certificate, DER, or None if not yet seen."""
+        x509 = lib.openssl_ccb_get1_peer_certificate(self.ssl)
+        if x509 == ffi.NULL:
+            return None
+        x509 = ffi.gc(x509, lib.X509_free)
+        return _i2d_x509(x509)
+
+    @property
+    def connection(self) -> Any:
+        """The user's connection object driving this handshake, or None."""
+        ssl = self.ssl
+        call = self._call
+        if call is None or call.connection is None:
+            return None
+        connection = call.connection
+        owns = getattr(connection, "_ccb_owns", None)
+        return connection if owns is not None and owns(ssl) else None
+
+    def __repr__(self) -> str:
+        if self._ssl is None:
+            return f"<CertificateRequest attempt={self.attempt} (expired)>"
+        return (
+            f"<CertificateRequest {self.version} server_name={self.server_name!r} "
+            f"acceptable_ca_names={self.acceptable_ca_names!r} attempt={self.attempt}>"
+        )

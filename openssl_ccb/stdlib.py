@@ -1,0 +1,200 @@
+"""The standard library's ``ssl.SSLContext``: proving its libssl, finding its
+``SSL_CTX *``, and surfacing callback outcomes from its sockets.
+
+An ``SSLContext``'s ``SSL_CTX *`` is handed to ``ccb.lib`` only after two proofs:
+
+1. Same library: ``SSL_CTX_new`` and ``X509_free``, resolved through
+   ``_ssl``'s own link map, are at the very addresses ``ccb.lib`` calls.
+2. Right pointer: the pointer stored in the ``_ssl._SSLContext`` object (its
+   first field, after the object header) reports the same options, verify
+   mode and protocol bounds that Python reports for the context.
+
+Connections made from the context then use subclasses of the context's
+``sslsocket_class``/``sslobject_class`` that re-raise a callback's exception,
+and turn a suspension into ``SSLWantX509Lookup``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+import ssl
+import threading
+from typing import Any, Callable, TypeVar
+
+from . import driving
+from ._binding import ffi, lib
+from .errors import Error, WantX509Lookup
+
+_T = TypeVar("_T")
+
+
+class SSLWantX509Lookup(WantX509Lookup, ssl.SSLError):
+    """A suspended handshake on a standard-library socket or object.
+
+    Both ``ccb.WantX509Lookup`` and ``ssl.SSLError`` with
+    ``errno == ssl.SSL_ERROR_WANT_X509_LOOKUP``.
+    """
+
+    def __init__(self, message: str = "the client-certificate callback suspended the handshake"):
+        ssl.SSLError.__init__(self, ssl.SSL_ERROR_WANT_X509_LOOKUP, message)
+        self.errors = []
+
+
+# --- proof 1: the same libssl --------------------------------------------------
+
+_proof_lock = threading.Lock()
+_proof: Error | None | bool = False  # False: not yet checked; None: proven
+
+
+def _address(name: str) -> int:
+    return int(ffi.cast("uintptr_t", lib.openssl_ccb_address(name.encode())))
+
+
+def _check_same_libssl() -> Error | None:
+    if platform.python_implementation() != "CPython":
+        return Error(
+            f"{platform.python_implementation()}'s ssl module is not CPython's _ssl: "
+            "openssl-ccb cannot prove which libssl its contexts use"
+        )
+    import _ssl
+
+    path = getattr(_ssl, "__file__", None)
+    try:
+        handle = ctypes.CDLL(path, mode=os.RTLD_NOLOAD | os.RTLD_LAZY) if path else ctypes.CDLL(None)
+        theirs = {n: ctypes.cast(getattr(handle, n), ctypes.c_void_p).value for n in _PROBES}
+    except (OSError, AttributeError) as exc:
+        return Error(f"cannot resolve libssl through _ssl ({exc}): refusing ssl.SSLContext")
+    ours = {n: _address(n) for n in _PROBES}
+    if theirs != ours:
+        return Error(
+            f"Python's ssl module runs on another OpenSSL ({ssl.OPENSSL_VERSION}) than "
+            f"openssl-ccb ({ffi.string(lib.OpenSSL_version(lib.OPENSSL_VERSION)).decode()}): "
+            "refusing to hand its SSL_CTX to a different libssl"
+        )
+    return None
+
+
+_PROBES = ("SSL_CTX_new", "SSL_CTX_get_options", "SSL_get_error", "X509_free", "EVP_PKEY_free")
+
+
+def prove_same_libssl() -> None:
+    """Raise ``Error`` unless ``_ssl`` and ``ccb.lib`` share one libssl."""
+    global _proof
+    if _proof is False:
+        with _proof_lock:
+            if _proof is False:
+                _proof = _check_same_libssl()
+    if isinstance(_proof, Error):
+        raise Error(str(_proof))
+
+
+# --- proof 2: the right pointer ------------------------------------------------
+
+_HEADER = object.__basicsize__  # PySSLContext: PyObject_HEAD, then SSL_CTX *ctx
+_VERIFY_MODES = {
+    ssl.CERT_NONE: lib.SSL_VERIFY_NONE,
+    ssl.CERT_OPTIONAL: lib.SSL_VERIFY_PEER,
+    ssl.CERT_REQUIRED: lib.SSL_VERIFY_PEER | lib.SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
+}
+_VERIFY_MASK = lib.SSL_VERIFY_PEER | lib.SSL_VERIFY_FAIL_IF_NO_PEER_CERT
+
+
+def ssl_ctx_of(context: ssl.SSLContext) -> Any:
+    """The ``SSL_CTX *`` behind an ``ssl.SSLContext``, once proven."""
+    import _ssl
+
+    if not isinstance(context, _ssl._SSLContext):
+        raise TypeError(f"expected an ssl.SSLContext, got {type(context).__name__}")
+    prove_same_libssl()
+    address = ctypes.c_void_p.from_address(id(context) + _HEADER).value
+    if not address or address % ctypes.alignment(ctypes.c_void_p):
+        raise Error("ssl.SSLContext holds no usable SSL_CTX pointer")
+    ctx = ffi.cast("SSL_CTX *", address)
+    observed = (
+        int(lib.SSL_CTX_get_options(ctx)),
+        lib.SSL_CTX_get_verify_mode(ctx) & _VERIFY_MASK,
+        lib.SSL_CTX_get_min_proto_version(ctx) or ssl.TLSVersion.MINIMUM_SUPPORTED,
+        lib.SSL_CTX_get_max_proto_version(ctx) or ssl.TLSVersion.MAXIMUM_SUPPORTED,
+    )
+    expected = (
+        int(context.options),
+        _VERIFY_MODES[context.verify_mode],
+        int(context.minimum_version),
+        int(context.maximum_version),
+    )
+    if observed != expected:
+        raise Error(
+            "the SSL_CTX found in this ssl.SSLContext does not match its settings "
+            "(an unknown CPython layout?): refusing to use it"
+        )
+    return ctx
+
+
+# --- connections -----------------------------------------------------------------
+
+
+def _drive(connection: Any, method: Callable[..., _T], *args: Any) -> _T:
+    call = driving.push(connection)
+    try:
+        return method(*args)
+    except ssl.SSLError as exc:
+        if call.error is None and exc.errno == ssl.SSL_ERROR_WANT_X509_LOOKUP:
+            raise SSLWantX509Lookup() from None
+        if call.error is None:
+            raise
+    finally:
+        driving.pop(call)
+    call.raise_error()  # outside the except block: the user's exception unchanged
+
+
+class _Driven:
+    """Entry points that can run the callback, wrapped so its outcome surfaces."""
+
+    _sslobj: Any
+
+    def _ccb_owns(self, ssl_ptr: Any) -> bool:
+        app_data = lib.SSL_get_app_data(ssl_ptr)
+        return int(ffi.cast("uintptr_t", app_data)) == id(self._sslobj)
+
+    def do_handshake(self, *args: Any) -> None:
+        return _drive(self, super().do_handshake, *args)  # type: ignore[misc]
+
+    def read(self, *args: Any) -> Any:
+        return _drive(self, super().read, *args)  # type: ignore[misc]
+
+    def write(self, *args: Any) -> Any:
+        return _drive(self, super().write, *args)  # type: ignore[misc]
+
+
+class CCBSSLSocket(_Driven, ssl.SSLSocket):
+    """``ssl.SSLSocket`` whose handshakes report the callback's outcome."""
+
+    def send(self, *args: Any) -> int:  # SSLSocket.send bypasses self.write
+        return _drive(self, super().send, *args)
+
+
+class CCBSSLObject(_Driven, ssl.SSLObject):
+    """``ssl.SSLObject`` whose handshakes report the callback's outcome."""
+
+
+_derived: dict[type, type] = {}
+
+
+def _derive(base: type, ours: type) -> type:
+    # Keep a user's own sslsocket_class/sslobject_class, with ours on top.
+    if issubclass(base, _Driven):
+        return base
+    if base in (ssl.SSLSocket, ssl.SSLObject):
+        return ours
+    cls = _derived.get(base)
+    if cls is None:
+        cls = _derived[base] = type(f"CCB{base.__name__}", (_Driven, base), {})
+    return cls
+
+
+def adopt(context: ssl.SSLContext) -> None:
+    """Make the context's connections surface callback outcomes."""
+    context.sslsocket_class = _derive(context.sslsocket_class, CCBSSLSocket)
+    context.sslobject_class = _derive(context.sslobject_class, CCBSSLObject)

@@ -1,0 +1,104 @@
+"""The trampoline, and the lifetime rule.
+
+OpenSSL calls one static C function, ``openssl_ccb_client_cert_cb``, for
+every context. It finds the context's ``ContextState`` in the context's own
+ex_data slot and calls ``openssl_ccb_dispatch`` (``extern "Python"``, never
+``ffi.callback``) with it.
+
+Lifetime: a context's state is created the first time a Python callback is
+set on it and stored, as an ``ffi.new_handle``, in the context's ex_data.
+The handle is kept in ``_live`` until OpenSSL frees the context, whose
+ex_data free hook calls ``openssl_ccb_release``: the callable then loses its
+last reference from us. The state is never replaced while the context lives
+(setting again only swaps ``callback``), so a handshake running on another
+thread never sees a freed handle; a new context at a reused address starts
+with an empty slot, so it never inherits an old callback.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable
+
+from . import driving
+from ._binding import ffi, lib
+from .errors import Error, WantX509Lookup, error_from_queue
+from .request import CertificateRequest
+from .return_codes import SUSPEND, answer
+
+
+class ContextState:
+    """What openssl-ccb keeps for one ``SSL_CTX``."""
+
+    __slots__ = ("__weakref__", "callback", "handle", "pointer")
+
+    def __init__(self) -> None:
+        self.callback: Callable[[CertificateRequest], Any] | None = None
+        self.pointer: Any = None  # a C function pointer set through us, as given
+        self.handle: Any = None
+
+
+_live: dict[int, Any] = {}
+_live_lock = threading.Lock()
+
+
+def state_of(ctx: Any) -> ContextState | None:
+    handle = lib.openssl_ccb_get_state(ctx)
+    if handle == ffi.NULL:
+        return None
+    state: ContextState = ffi.from_handle(handle)
+    return state
+
+
+def ensure_state(ctx: Any) -> ContextState:
+    with _live_lock:  # two threads must not both attach a state
+        state = state_of(ctx)
+        if state is not None:
+            return state
+        state = ContextState()
+        handle = ffi.new_handle(state)
+        if lib.openssl_ccb_set_state(ctx, handle) != 1:
+            raise error_from_queue("could not attach openssl-ccb state to the SSL_CTX")
+        state.handle = handle
+        _live[int(ffi.cast("uintptr_t", handle))] = handle
+        return state
+
+
+def live_contexts() -> int:
+    """How many contexts openssl-ccb currently keeps state for."""
+    return len(_live)
+
+
+@ffi.def_extern()
+def openssl_ccb_release(handle: Any, _live: dict[int, Any] = _live) -> None:
+    # Called by SSL_CTX_free, possibly late in interpreter shutdown: touch
+    # nothing but the default argument.
+    kept = _live.pop(int(ffi.cast("uintptr_t", handle)), None)
+    if kept is not None:
+        ffi.from_handle(kept).callback = None
+
+
+@ffi.def_extern(error=SUSPEND)
+def openssl_ccb_dispatch(handle: Any, ssl: Any, x509_out: Any, pkey_out: Any, attempt: int) -> int:
+    # error=SUSPEND: if anything escapes (only when no driver is there to take
+    # it), cffi reports it as unraisable and the handshake stays suspended
+    # rather than going on without a certificate.
+    call = driving.current()
+    try:
+        if handle == ffi.NULL:
+            raise Error("the openssl-ccb trampoline was installed on a context it does not manage")
+        callback = ffi.from_handle(handle).callback
+        if callback is None:  # cleared between OpenSSL's check and now
+            return 0
+        request = CertificateRequest(ssl, attempt, call)
+        try:
+            return answer(callback(request), ssl, x509_out, pkey_out)
+        finally:
+            request._ssl = None
+    except WantX509Lookup:
+        return SUSPEND
+    except BaseException as exc:
+        if call is None:
+            raise
+        call.fail(exc)
+        return SUSPEND
