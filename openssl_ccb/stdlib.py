@@ -168,11 +168,35 @@ class _Driven:
         return _drive(self, super().write, *args)  # type: ignore[misc]
 
 
-class CCBSSLSocket(_Driven, ssl.SSLSocket):
-    """``ssl.SSLSocket`` whose handshakes report the callback's outcome."""
+_creating = threading.local()
 
+
+class _DrivenSocket(_Driven):
     def send(self, *args: Any) -> int:  # SSLSocket.send bypasses self.write
-        return _drive(self, super().send, *args)
+        return _drive(self, super().send, *args)  # type: ignore[misc]
+
+    def do_handshake(self, *args: Any) -> None:
+        try:
+            return super().do_handshake(*args)
+        except BaseException as exc:
+            # wrap_socket() closes its new socket when the handshake raises
+            # OSError or ValueError; close it for a callback's exception too,
+            # or nobody could (the caller never gets the socket).
+            if getattr(_creating, "depth", 0) and not isinstance(exc, (OSError, ValueError)):
+                self.close()  # type: ignore[attr-defined]
+            raise
+
+    @classmethod
+    def _create(cls, *args: Any, **kwargs: Any) -> Any:
+        _creating.depth = getattr(_creating, "depth", 0) + 1
+        try:
+            return super()._create(*args, **kwargs)  # type: ignore[misc]
+        finally:
+            _creating.depth -= 1
+
+
+class CCBSSLSocket(_DrivenSocket, ssl.SSLSocket):
+    """``ssl.SSLSocket`` whose handshakes report the callback's outcome."""
 
 
 class CCBSSLObject(_Driven, ssl.SSLObject):
@@ -182,7 +206,7 @@ class CCBSSLObject(_Driven, ssl.SSLObject):
 _derived: dict[type, type] = {}
 
 
-def _derive(base: type, ours: type) -> type:
+def _derive(base: type, ours: type, mixin: type) -> type:
     # Keep a user's own sslsocket_class/sslobject_class, with ours on top.
     if issubclass(base, _Driven):
         return base
@@ -190,11 +214,11 @@ def _derive(base: type, ours: type) -> type:
         return ours
     cls = _derived.get(base)
     if cls is None:
-        cls = _derived[base] = type(f"CCB{base.__name__}", (_Driven, base), {})
+        cls = _derived[base] = type(f"CCB{base.__name__}", (mixin, base), {})
     return cls
 
 
 def adopt(context: ssl.SSLContext) -> None:
     """Make the context's connections surface callback outcomes."""
-    context.sslsocket_class = _derive(context.sslsocket_class, CCBSSLSocket)
-    context.sslobject_class = _derive(context.sslobject_class, CCBSSLObject)
+    context.sslsocket_class = _derive(context.sslsocket_class, CCBSSLSocket, _DrivenSocket)
+    context.sslobject_class = _derive(context.sslobject_class, CCBSSLObject, _Driven)
