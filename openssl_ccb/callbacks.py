@@ -23,7 +23,9 @@ def _ssl_ctx(ctx: ContextLike) -> Any:
     """The ``SSL_CTX *`` of any supported context, after proving it is ours to touch."""
     if isinstance(ctx, ffi.CData):
         if ffi.typeof(ctx) is not _SSL_CTX_P:
-            raise TypeError(f"expected an SSL_CTX * from openssl_ccb.ffi, got {ffi.typeof(ctx).cname}")
+            raise TypeError(
+                f"expected an SSL_CTX * from openssl_ccb.ffi, got {ffi.typeof(ctx).cname}"
+            )
         if ctx == ffi.NULL:
             raise ValueError("SSL_CTX * is NULL")
         return ctx
@@ -63,7 +65,7 @@ def set_client_cert_cb(ctx: ContextLike, callback: CallbackLike) -> None:
     if isinstance(callback, ffi.CData):
         if ffi.typeof(callback) is not CLIENT_CERT_CB or callback == ffi.NULL:
             raise TypeError(
-                f"a C callback must be a non-NULL {CLIENT_CERT_CB.cname}, "
+                "a C callback must be a non-NULL int (*)(SSL *, X509 **, EVP_PKEY **), "
                 f"got {ffi.typeof(callback).cname}"
             )
         state = ensure_state(pointer)

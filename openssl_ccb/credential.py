@@ -77,20 +77,21 @@ class Credential:
         return name_to_string(lib.X509_get_issuer_name(self._x509))
 
     def __repr__(self) -> str:
-        return f"<Credential subject={self.subject!r} issuer={self.issuer!r} chain={len(self._chain)}>"
+        return (
+            f"<Credential subject={self.subject!r} issuer={self.issuer!r} chain={len(self._chain)}>"
+        )
 
     def install(self, ssl: Any, x509_out: Any, pkey_out: Any) -> int:
         """Answer a ``client_cert_cb``: hand OpenSSL new references, return 1."""
-        if self._chain_stack is not None:
-            # client_cert_cb cannot carry a chain, so put the certificate, key
-            # and chain on this connection first; OpenSSL's own
-            # SSL_use_certificate of the same pair then keeps the chain.
-            if (
-                lib.SSL_use_certificate(ssl, self._x509) != 1
-                or lib.SSL_use_PrivateKey(ssl, self._key) != 1
-                or lib.openssl_ccb_set1_chain(ssl, self._chain_stack) != 1
-            ):
-                raise error_from_queue("could not set the certificate chain on the connection")
+        # client_cert_cb cannot carry a chain, so put the certificate, key and
+        # chain on this connection first; OpenSSL's own SSL_use_certificate of
+        # the same pair then keeps the chain.
+        if self._chain_stack is not None and (
+            lib.SSL_use_certificate(ssl, self._x509) != 1
+            or lib.SSL_use_PrivateKey(ssl, self._key) != 1
+            or lib.openssl_ccb_set1_chain(ssl, self._chain_stack) != 1
+        ):
+            raise error_from_queue("could not set the certificate chain on the connection")
         lib.X509_up_ref(self._x509)
         lib.EVP_PKEY_up_ref(self._key)
         x509_out[0] = self._x509
@@ -111,7 +112,7 @@ def _read_bio(bio: Any) -> bytes:
     size = lib.BIO_ctrl_pending(bio)
     buf = ffi.new("char[]", size)
     n = lib.BIO_read(bio, buf, size) if size else 0
-    return ffi.buffer(buf, max(n, 0))[:]
+    return bytes(ffi.buffer(buf, max(n, 0)))
 
 
 def _i2d_x509(x509: Any) -> bytes:
@@ -120,7 +121,7 @@ def _i2d_x509(x509: Any) -> bytes:
         raise error_from_queue("could not encode a certificate")
     buf = ffi.new("unsigned char[]", size)
     lib.i2d_X509(x509, ffi.new("unsigned char **", buf))
-    return ffi.buffer(buf, size)[:]
+    return bytes(ffi.buffer(buf, size))
 
 
 def _stack_of(certs: list[Any]) -> Any:
@@ -194,7 +195,9 @@ def load_private_key(obj: KeyLike, password: Password = None) -> Any:
     """An owned ``EVP_PKEY *`` from any accepted key form."""
     if isinstance(obj, ffi.CData):
         if ffi.typeof(obj) is not _EVP_PKEY_P or obj == ffi.NULL:
-            raise TypeError(f"private key: expected an EVP_PKEY * from openssl_ccb.ffi, got {obj!r}")
+            raise TypeError(
+                f"private key: expected an EVP_PKEY * from openssl_ccb.ffi, got {obj!r}"
+            )
         lib.EVP_PKEY_up_ref(obj)
         return ffi.gc(obj, lib.EVP_PKEY_free)
     data = _encoded(obj, "private key")

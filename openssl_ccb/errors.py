@@ -33,7 +33,7 @@ class WantWrite(Error):
 
 def drain_error_queue() -> list[tuple[str, str, str]]:
     """Read and empty this thread's OpenSSL error queue."""
-    errors = []
+    errors: list[tuple[str, str, str]] = []
     buf = ffi.new("char[]", 256)
     while True:
         code = lib.ERR_get_error()

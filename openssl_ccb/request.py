@@ -46,7 +46,7 @@ def _i2d_name(name: Any) -> bytes:
     size = lib.i2d_X509_NAME(name, ffi.NULL)
     buf = ffi.new("unsigned char[]", max(size, 0))
     lib.i2d_X509_NAME(name, ffi.new("unsigned char **", buf))
-    return ffi.buffer(buf, max(size, 0))[:]
+    return bytes(ffi.buffer(buf, max(size, 0)))
 
 
 class CertificateRequest:

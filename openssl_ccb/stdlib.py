@@ -45,24 +45,19 @@ class SSLWantX509Lookup(WantX509Lookup, ssl.SSLError):
 # --- proof 1: the same libssl --------------------------------------------------
 
 _proof_lock = threading.Lock()
-_proof: Error | None | bool = False  # False: not yet checked; None: proven
+_proof: Error | bool | None = False  # False: not yet checked; None: proven
 
 
 def _address(name: str) -> int:
     return int(ffi.cast("uintptr_t", lib.openssl_ccb_address(name.encode())))
 
 
-def _check_same_libssl() -> Error | None:
-    if platform.python_implementation() != "CPython":
-        return Error(
-            f"{platform.python_implementation()}'s ssl module is not CPython's _ssl: "
-            "openssl-ccb cannot prove which libssl its contexts use"
-        )
-    import _ssl
-
-    path = getattr(_ssl, "__file__", None)
+def _check_same_libssl(path: str | None) -> Error | None:
+    """None if the library at ``path`` (None: the program) resolves libssl to ours."""
     try:
-        handle = ctypes.CDLL(path, mode=os.RTLD_NOLOAD | os.RTLD_LAZY) if path else ctypes.CDLL(None)
+        handle = (
+            ctypes.CDLL(path, mode=os.RTLD_NOLOAD | os.RTLD_LAZY) if path else ctypes.CDLL(None)
+        )
         theirs = {n: ctypes.cast(getattr(handle, n), ctypes.c_void_p).value for n in _PROBES}
     except (OSError, AttributeError) as exc:
         return Error(f"cannot resolve libssl through _ssl ({exc}): refusing ssl.SSLContext")
@@ -85,7 +80,15 @@ def prove_same_libssl() -> None:
     if _proof is False:
         with _proof_lock:
             if _proof is False:
-                _proof = _check_same_libssl()
+                if platform.python_implementation() != "CPython":
+                    _proof = Error(
+                        f"{platform.python_implementation()}'s ssl module is not CPython's "
+                        "_ssl: openssl-ccb cannot prove which libssl its contexts use"
+                    )
+                else:
+                    import _ssl
+
+                    _proof = _check_same_libssl(getattr(_ssl, "__file__", None))
     if isinstance(_proof, Error):
         raise Error(str(_proof))
 
@@ -101,6 +104,13 @@ _VERIFY_MODES = {
 _VERIFY_MASK = lib.SSL_VERIFY_PEER | lib.SSL_VERIFY_FAIL_IF_NO_PEER_CERT
 
 
+def _pointer_field_of(context: ssl.SSLContext) -> int:
+    return ctypes.c_void_p.from_address(id(context) + _HEADER).value or 0
+
+
+_pointer_field = _pointer_field_of  # the one reader of CPython's layout
+
+
 def ssl_ctx_of(context: ssl.SSLContext) -> Any:
     """The ``SSL_CTX *`` behind an ``ssl.SSLContext``, once proven."""
     import _ssl
@@ -108,7 +118,7 @@ def ssl_ctx_of(context: ssl.SSLContext) -> Any:
     if not isinstance(context, _ssl._SSLContext):
         raise TypeError(f"expected an ssl.SSLContext, got {type(context).__name__}")
     prove_same_libssl()
-    address = ctypes.c_void_p.from_address(id(context) + _HEADER).value
+    address = _pointer_field(context)
     if not address or address % ctypes.alignment(ctypes.c_void_p):
         raise Error("ssl.SSLContext holds no usable SSL_CTX pointer")
     ctx = ffi.cast("SSL_CTX *", address)
@@ -159,7 +169,7 @@ class _Driven:
         return int(ffi.cast("uintptr_t", app_data)) == id(self._sslobj)
 
     def do_handshake(self, *args: Any) -> None:
-        return _drive(self, super().do_handshake, *args)  # type: ignore[misc]
+        _drive(self, super().do_handshake, *args)  # type: ignore[misc]
 
     def read(self, *args: Any) -> Any:
         return _drive(self, super().read, *args)  # type: ignore[misc]
@@ -172,12 +182,12 @@ _creating = threading.local()
 
 
 class _DrivenSocket(_Driven):
-    def send(self, *args: Any) -> int:  # SSLSocket.send bypasses self.write
+    def send(self, *args: Any) -> Any:  # SSLSocket.send bypasses self.write
         return _drive(self, super().send, *args)  # type: ignore[misc]
 
     def do_handshake(self, *args: Any) -> None:
         try:
-            return super().do_handshake(*args)
+            super().do_handshake(*args)
         except BaseException as exc:
             # wrap_socket() closes its new socket when the handshake raises
             # OSError or ValueError; close it for a callback's exception too,

@@ -69,7 +69,7 @@ def live_contexts() -> int:
     return len(_live)
 
 
-@ffi.def_extern()
+@ffi.def_extern()  # type: ignore[untyped-decorator]
 def openssl_ccb_release(handle: Any, _live: dict[int, Any] = _live) -> None:
     # Called by SSL_CTX_free, possibly late in interpreter shutdown: touch
     # nothing but the default argument.
@@ -78,7 +78,7 @@ def openssl_ccb_release(handle: Any, _live: dict[int, Any] = _live) -> None:
         ffi.from_handle(kept).callback = None
 
 
-@ffi.def_extern(error=SUSPEND)
+@ffi.def_extern(error=SUSPEND)  # type: ignore[untyped-decorator]
 def openssl_ccb_dispatch(handle: Any, ssl: Any, x509_out: Any, pkey_out: Any, attempt: int) -> int:
     # error=SUSPEND: if anything escapes (only when no driver is there to take
     # it), cffi reports it as unraisable and the handshake stays suspended

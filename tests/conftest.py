@@ -35,7 +35,9 @@ def client_cert(ca: trustme.CA) -> trustme.LeafCert:
 
 @pytest.fixture(scope="session")
 def credential(client_cert: trustme.LeafCert) -> ccb.Credential:
-    return ccb.Credential.load(client_cert.cert_chain_pems[0].bytes(), client_cert.private_key_pem.bytes())
+    return ccb.Credential.load(
+        client_cert.cert_chain_pems[0].bytes(), client_cert.private_key_pem.bytes()
+    )
 
 
 @pytest.fixture(scope="session")
@@ -43,7 +45,9 @@ def client_der(client_cert: trustme.LeafCert) -> bytes:
     from cryptography import x509
     from cryptography.hazmat.primitives.serialization import Encoding
 
-    return x509.load_pem_x509_certificate(client_cert.cert_chain_pems[0].bytes()).public_bytes(Encoding.DER)
+    return x509.load_pem_x509_certificate(client_cert.cert_chain_pems[0].bytes()).public_bytes(
+        Encoding.DER
+    )
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,9 @@ from tlsutil import MemoryPair, SocketServer, client_context, pump, server_conte
 import openssl_ccb as ccb
 
 
-def test_certificate_returned_is_the_one_the_server_receives(ca, server_cert, credential, client_der, version):
+def test_certificate_returned_is_the_one_the_server_receives(
+    ca, server_cert, credential, client_der, version
+):
     pair = MemoryPair(server_context(ca, server_cert, version=version))
     ctx = client_context(ca)
     requests = []
@@ -41,7 +43,9 @@ def test_callback_not_called_when_server_does_not_ask(ca, server_cert, credentia
     assert pair.peer_der() is None
 
 
-def test_callback_not_called_when_certificate_already_configured(ca, server_cert, client_cert, client_der, version):
+def test_callback_not_called_when_certificate_already_configured(
+    ca, server_cert, client_cert, client_der, version
+):
     pair = MemoryPair(server_context(ca, server_cert, version=version))
     ctx = client_context(ca)
     client_cert.configure_cert(ctx)
@@ -111,7 +115,9 @@ def test_suspend_n_times_then_succeed(ca, server_cert, credential, client_der, v
     assert pair.peer_der() == client_der
 
 
-def test_negative_int_suspends_like_want_x509_lookup(ca, server_cert, credential, client_der, version):
+def test_negative_int_suspends_like_want_x509_lookup(
+    ca, server_cert, credential, client_der, version
+):
     pair = MemoryPair(server_context(ca, server_cert, version=version))
     ctx = client_context(ca)
     ccb.set_client_cert_cb(ctx, lambda request: -1 if request.attempt == 1 else credential)
@@ -178,7 +184,9 @@ def test_callback_exception_reaches_connect_and_wrap_socket(ca, server_cert, ver
     # Like wrap_socket's own failures, the new socket is closed: the server
     # saw each connection end, rather than time out waiting for it.
     assert len(server.errors) == 2
-    assert not any(isinstance(e, (socket.timeout, TimeoutError)) for e in server.errors), server.errors
+    assert not any(isinstance(e, (socket.timeout, TimeoutError)) for e in server.errors), (
+        server.errors
+    )
 
 
 def test_suspension_surfaces_from_connect_as_ssl_error(ca, server_cert):
@@ -199,7 +207,9 @@ def test_suspended_socket_handshake_resumes(ca, server_cert, credential, client_
     with SocketServer(server_context(ca, server_cert)) as server:
         ctx = client_context(ca)
         ccb.set_client_cert_cb(ctx, lambda r: credential if r.attempt > 1 else -1)
-        sock = ctx.wrap_socket(socket.socket(), server_hostname="localhost", do_handshake_on_connect=False)
+        sock = ctx.wrap_socket(
+            socket.socket(), server_hostname="localhost", do_handshake_on_connect=False
+        )
         with sock as tls:
             tls.settimeout(10)
             tls.connect(("127.0.0.1", server.port))
@@ -221,11 +231,11 @@ def test_socket_handshake_sends_certificate(ca, server_cert, credential, client_
             return credential
 
         ccb.set_client_cert_cb(ctx, choose)
-        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
-            with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
-                assert tls.recv(6) == b"hello\n"
-                tls.sendall(b"!")
-                assert seen == [tls]
+        raw = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        with raw, ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+            assert tls.recv(6) == b"hello\n"
+            tls.sendall(b"!")
+            assert seen == [tls]
     assert server.received == [client_der]
 
 
@@ -235,7 +245,9 @@ def test_asyncio_open_connection_fails_with_callback_exception(ca, server_cert):
         ccb.set_client_cert_cb(ctx, _raise_boom)
 
         async def main() -> None:
-            await asyncio.open_connection("127.0.0.1", server.port, ssl=ctx, server_hostname="localhost")
+            await asyncio.open_connection(
+                "127.0.0.1", server.port, ssl=ctx, server_hostname="localhost"
+            )
 
         with pytest.raises(Boom) as info:
             asyncio.run(main())

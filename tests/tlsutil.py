@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 import threading
@@ -49,7 +50,9 @@ def client_context(ca: Any, *, version: str | None = None) -> ssl.SSLContext:
     return ctx
 
 
-def pump(client_step: Callable[[], bool], server_step: Callable[[], bool], move: Callable[[], None]) -> None:
+def pump(
+    client_step: Callable[[], bool], server_step: Callable[[], bool], move: Callable[[], None]
+) -> None:
     """Alternate two handshake steps (each True when done), moving bytes between."""
     done = [False, False]
     for _ in range(100):
@@ -75,7 +78,9 @@ class MemoryPair:
     def __post_init__(self) -> None:
         self.server = self.server_ctx.wrap_bio(self.server_in, self.server_out, server_side=True)
 
-    def stdlib_client(self, ctx: ssl.SSLContext, hostname: str | None = "localhost") -> ssl.SSLObject:
+    def stdlib_client(
+        self, ctx: ssl.SSLContext, hostname: str | None = "localhost"
+    ) -> ssl.SSLObject:
         return ctx.wrap_bio(self.client_in, self.client_out, server_hostname=hostname)
 
     def move(self) -> None:
@@ -207,10 +212,8 @@ class SocketServer:
 
     def __exit__(self, *exc: object) -> None:
         self._stop = True
-        try:
+        with contextlib.suppress(OSError):
             socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-        except OSError:
-            pass
         self.thread.join(10)
         self.listener.close()
 

@@ -1,0 +1,240 @@
+"""The callable lives exactly as long as the context (DESIGN.md section 1)."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import ssl
+import threading
+import weakref
+from typing import Any
+
+import pytest
+from tlsutil import (
+    MemoryPair,
+    RawEnd,
+    client_context,
+    pump,
+    raw_client_ctx,
+    raw_pair_handshake,
+    server_context,
+)
+
+import openssl_ccb as ccb
+from openssl_ccb import ffi, lib
+from openssl_ccb.trampoline import live_contexts, state_of
+
+
+class Chooser:
+    """A callable that can be weakly referenced."""
+
+    def __init__(self, answer: Any) -> None:
+        self.answer = answer
+        self.calls: list[int] = []
+
+    def __call__(self, request: ccb.CertificateRequest) -> Any:
+        self.calls.append(request.attempt)
+        if isinstance(self.answer, BaseException):
+            raise self.answer
+        return self.answer
+
+
+def test_callable_dies_with_stdlib_context(ca, credential):
+    gc.collect()
+    before = live_contexts()
+    ctx = client_context(ca)
+    chooser = Chooser(credential)
+    ref = weakref.ref(chooser)
+    ccb.set_client_cert_cb(ctx, chooser)
+    del chooser
+    gc.collect()
+    assert ref() is not None, "the context must keep its callback alive"
+    assert live_contexts() == before + 1
+    del ctx
+    gc.collect()
+    assert ref() is None
+    assert live_contexts() == before
+
+
+def test_callable_dies_with_raw_context(ca, credential):
+    ctx = lib.SSL_CTX_new(lib.TLS_client_method())
+    chooser = Chooser(credential)
+    ref = weakref.ref(chooser)
+    ccb.set_client_cert_cb(ctx, chooser)
+    del chooser
+    gc.collect()
+    assert ref() is not None
+    lib.SSL_CTX_free(ctx)
+    assert ref() is None
+
+
+def test_context_kept_alive_by_its_connection_keeps_the_callable(
+    ca, server_cert, credential, client_der
+):
+    """No callback can run after its context is freed: an SSL holds its context."""
+    ctx = lib.SSL_CTX_new(lib.TLS_client_method())
+    chooser = Chooser(credential)
+    ref = weakref.ref(chooser)
+    ccb.set_client_cert_cb(ctx, chooser)
+    del chooser
+    client = RawEnd(ctx)
+    lib.SSL_CTX_free(ctx)  # the user's reference is gone; the SSL's remains
+    gc.collect()
+    assert ref() is not None
+    pair = MemoryPair(server_context(ca, server_cert))
+    raw_pair_handshake(client, pair)
+    assert pair.peer_der() == client_der
+    del client
+    gc.collect()
+    assert ref() is None
+
+
+def test_replacing_releases_the_old_callable(ca, credential):
+    ctx = client_context(ca)
+    first, second = Chooser(credential), Chooser(None)
+    ref = weakref.ref(first)
+    ccb.set_client_cert_cb(ctx, first)
+    ccb.set_client_cert_cb(ctx, second)
+    del first
+    gc.collect()
+    assert ref() is None
+    assert ccb.get_client_cert_cb(ctx) is second
+
+
+def test_clearing_returns_none_and_releases(ca, credential):
+    ctx = raw_client_ctx(ca)
+    chooser = Chooser(credential)
+    ref = weakref.ref(chooser)
+    ccb.set_client_cert_cb(ctx, chooser)
+    assert ccb.get_client_cert_cb(ctx) is chooser
+    ccb.set_client_cert_cb(ctx, None)
+    assert ccb.get_client_cert_cb(ctx) is None
+    assert lib.SSL_CTX_get_client_cert_cb(ctx) == ffi.NULL
+    del chooser
+    gc.collect()
+    assert ref() is None
+
+
+def _suspended_client(pair: MemoryPair, ctx: ssl.SSLContext) -> ssl.SSLObject:
+    """A client whose handshake is suspended in the callback."""
+    client = pair.stdlib_client(ctx)
+    for _ in range(10):
+        try:
+            client.do_handshake()
+        except ssl.SSLWantReadError:
+            pair.move()
+            with contextlib.suppress(ssl.SSLWantReadError):
+                pair.server.do_handshake()
+            pair.move()
+        except ccb.WantX509Lookup:
+            return client
+    raise AssertionError("the callback never suspended")
+
+
+def _finish(pair: MemoryPair, client: ssl.SSLObject) -> None:
+    def step() -> bool:
+        try:
+            client.do_handshake()
+        except ssl.SSLWantReadError:
+            return False
+        return True
+
+    pump(step, pair.server_step, pair.move)
+    client.write(b"x")
+    pair.move()
+    assert pair.server.read(1) == b"x"
+
+
+def test_replacing_while_a_connection_is_suspended(ca, server_cert, credential, client_der):
+    ctx = client_context(ca)
+    ccb.set_client_cert_cb(ctx, Chooser(ccb.WantX509Lookup()))
+    pairs = [
+        MemoryPair(server_context(ca, server_cert, verify=ssl.CERT_OPTIONAL)) for _ in range(2)
+    ]
+    clients = [_suspended_client(p, ctx) for p in pairs]
+    replacement = Chooser(credential)
+    ccb.set_client_cert_cb(ctx, replacement)
+    _finish(pairs[0], clients[0])
+    assert pairs[0].peer_der() == client_der
+    assert replacement.calls == [2]  # the second attempt of that connection
+    ccb.set_client_cert_cb(ctx, None)
+    _finish(pairs[1], clients[1])  # cleared: OpenSSL sends no certificate
+    assert pairs[1].peer_der() is None
+    gc.collect()
+
+
+def test_replacing_and_clearing_while_another_thread_is_in_the_callback(
+    ca, server_cert, credential, client_der
+):
+    entered, release = threading.Event(), threading.Event()
+
+    def blocking(request: ccb.CertificateRequest) -> Any:
+        entered.set()
+        assert release.wait(10)
+        return credential
+
+    ref = weakref.ref(blocking)
+    ctx = client_context(ca)
+    ccb.set_client_cert_cb(ctx, blocking)
+    del blocking
+    pair = MemoryPair(server_context(ca, server_cert))
+    client = pair.stdlib_client(ctx)
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            pair.handshake(client)
+            outcome.append(pair.peer_der())
+        except BaseException as exc:  # reported below
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert entered.wait(10)
+    ccb.set_client_cert_cb(ctx, Chooser(None))
+    ccb.set_client_cert_cb(ctx, None)
+    gc.collect()
+    assert ref() is not None, "a running callback must stay alive"
+    release.set()
+    thread.join(10)
+    assert outcome == [client_der]
+    del thread, run
+    gc.collect()
+    assert ref() is None
+
+
+@pytest.mark.parametrize("kind", ["raw", "stdlib"])
+def test_new_context_at_a_reused_address_inherits_nothing(ca, credential, kind):
+    def make() -> Any:
+        if kind == "raw":
+            return lib.SSL_CTX_new(lib.TLS_client_method())
+        return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+
+    def address(ctx: Any) -> int:
+        pointer = ctx if kind == "raw" else ccb.stdlib.ssl_ctx_of(ctx)
+        return int(ffi.cast("uintptr_t", pointer))
+
+    def free(ctx: Any) -> None:
+        if kind == "raw":
+            lib.SSL_CTX_free(ctx)
+
+    old = make()
+    ccb.set_client_cert_cb(old, Chooser(credential))
+    freed = address(old)
+    free(old)
+    del old
+    gc.collect()
+    reused = None
+    kept = []
+    for _ in range(1000):
+        candidate = make()
+        if address(candidate) == freed:
+            reused = candidate
+            break
+        kept.append(candidate)
+    assert reused is not None, "the allocator never reused the address"
+    pointer = reused if kind == "raw" else ccb.stdlib.ssl_ctx_of(reused)
+    assert state_of(pointer) is None
+    assert ccb.get_client_cert_cb(reused) is None
+    for ctx in [*kept, reused]:
+        free(ctx)
