@@ -6,7 +6,7 @@
 """
 
 from ._binding import ffi, lib
-from .callbacks import get_client_cert_cb, set_client_cert_cb
+from .callbacks import get_client_cert_cb, set_client_cert_cb, ssl_ctx
 from .credential import Credential
 from .driving import do_handshake
 from .errors import Error, WantRead, WantWrite, WantX509Lookup
@@ -30,4 +30,5 @@ __all__ = [
     "get_client_cert_cb",
     "lib",
     "set_client_cert_cb",
+    "ssl_ctx",
 ]

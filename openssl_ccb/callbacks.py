@@ -19,7 +19,7 @@ CallbackLike = Union[Callback, ForeignCallback, Any, None]
 _SSL_CTX_P = ffi.typeof("SSL_CTX *")
 
 
-def _ssl_ctx(ctx: ContextLike) -> Any:
+def _ssl_ctx(ctx: ContextLike, *, adopt: bool = False) -> Any:
     """The ``SSL_CTX *`` of any supported context, after proving it is ours to touch."""
     if isinstance(ctx, ffi.CData):
         if ffi.typeof(ctx) is not _SSL_CTX_P:
@@ -31,7 +31,8 @@ def _ssl_ctx(ctx: ContextLike) -> Any:
         return ctx
     if isinstance(ctx, ssl.SSLContext):
         pointer = stdlib.ssl_ctx_of(ctx)
-        stdlib.adopt(ctx)
+        if adopt:
+            stdlib.adopt(ctx)
         return pointer
     if type(ctx).__module__ == "OpenSSL.SSL" and type(ctx).__name__ == "Context":
         raise Error("pyOpenSSL contexts are not supported yet")
@@ -46,6 +47,16 @@ def _ssl_ctx(ctx: ContextLike) -> Any:
     )
 
 
+def ssl_ctx(ctx: ContextLike) -> Any:
+    """The ``SSL_CTX *`` (``ccb.ffi`` cdata) behind any supported context.
+
+    For raw control of what Python cannot configure, such as the list of
+    acceptable CAs a server sends. Refused, like ``set_client_cert_cb``, where
+    the context's libssl cannot be proven to be ``ccb.lib``'s.
+    """
+    return _ssl_ctx(ctx)
+
+
 def set_client_cert_cb(ctx: ContextLike, callback: CallbackLike) -> None:
     """Install ``callback`` as the context's client-certificate callback.
 
@@ -53,7 +64,7 @@ def set_client_cert_cb(ctx: ContextLike, callback: CallbackLike) -> None:
     a C function pointer of type ``int (*)(SSL *, X509 **, EVP_PKEY **)``
     installed as it is, a ``ForeignCallback``, or None to clear.
     """
-    pointer = _ssl_ctx(ctx)
+    pointer = _ssl_ctx(ctx, adopt=True)
     if callback is None:
         lib.SSL_CTX_set_client_cert_cb(pointer, ffi.NULL)
         state = state_of(pointer)
