@@ -194,11 +194,14 @@ EVP_PKEY *PEM_read_bio_PrivateKey(BIO *, EVP_PKEY **, pem_password_cb *, void *)
 void EVP_PKEY_free(EVP_PKEY *);
 int EVP_PKEY_up_ref(EVP_PKEY *);
 int EVP_PKEY_bits(const EVP_PKEY *);
+int i2d_PrivateKey(const EVP_PKEY *, unsigned char **);
 
 /* The error queue */
 unsigned long ERR_get_error(void);
 unsigned long ERR_peek_error(void);
 void ERR_clear_error(void);
+int ERR_set_mark(void);
+int ERR_pop_to_mark(void);
 void ERR_error_string_n(unsigned long, char *, size_t);
 const char *ERR_lib_error_string(unsigned long);
 const char *ERR_reason_error_string(unsigned long);

@@ -181,6 +181,7 @@ def load_certificate(obj: CertificateLike, what: str = "certificate") -> Any:
             f"{what}: cannot use {type(obj).__name__}; give PEM/DER bytes, a path, "
             "a cryptography Certificate, a pyOpenSSL X509 or an X509 * cdata"
         )
+    lib.ERR_set_mark()
     if b"-----BEGIN" in data:
         bio = ffi.gc(lib.BIO_new_mem_buf(data, len(data)), lib.BIO_free)
         x509 = lib.PEM_read_bio_X509(bio, ffi.NULL, lib.openssl_ccb_password_cb, ffi.NULL)
@@ -188,6 +189,7 @@ def load_certificate(obj: CertificateLike, what: str = "certificate") -> Any:
         x509 = lib.d2i_X509(ffi.NULL, ffi.new("unsigned char **", ffi.from_buffer(data)), len(data))
     if x509 == ffi.NULL:
         raise error_from_queue(f"{what} is not a PEM or DER certificate")
+    lib.ERR_pop_to_mark()  # decoders may leave notes behind even on success
     return ffi.gc(x509, lib.X509_free)
 
 
@@ -206,6 +208,7 @@ def load_private_key(obj: KeyLike, password: Password = None) -> Any:
             f"private key: cannot use {type(obj).__name__}; give PEM/DER bytes, a path, "
             "a cryptography private key, a pyOpenSSL PKey or an EVP_PKEY * cdata"
         )
+    lib.ERR_set_mark()
     if b"-----BEGIN" in data:
         phrase = ffi.NULL
         if password is not None:
@@ -218,6 +221,7 @@ def load_private_key(obj: KeyLike, password: Password = None) -> Any:
     if key == ffi.NULL:
         hint = "" if password is None else " (or the password is wrong)"
         raise error_from_queue(f"private key is not a PEM or DER private key{hint}")
+    lib.ERR_pop_to_mark()
     return ffi.gc(key, lib.EVP_PKEY_free)
 
 

@@ -3,8 +3,8 @@
 
 An ``SSLContext``'s ``SSL_CTX *`` is handed to ``ccb.lib`` only after two proofs:
 
-1. Same library: ``SSL_CTX_new`` and ``X509_free``, resolved through
-   ``_ssl``'s own link map, are at the very addresses ``ccb.lib`` calls.
+1. Same library: OpenSSL functions resolved through ``_ssl``'s own link map
+   are at the very addresses ``ccb.lib`` calls (``libssl_proof``).
 2. Right pointer: the pointer stored in the ``_ssl._SSLContext`` object (its
    first field, after the object header) reports the same options, verify
    mode and protocol bounds that Python reports for the context.
@@ -17,7 +17,6 @@ and turn a suspension into ``SSLWantX509Lookup``.
 from __future__ import annotations
 
 import ctypes
-import os
 import platform
 import ssl
 import threading
@@ -26,6 +25,7 @@ from typing import Any, Callable, TypeVar
 from . import driving
 from ._binding import ffi, lib
 from .errors import Error, WantX509Lookup
+from .libssl_proof import our_version, shares_our_libssl
 
 _T = TypeVar("_T")
 
@@ -48,30 +48,15 @@ _proof_lock = threading.Lock()
 _proof: Error | bool | None = False  # False: not yet checked; None: proven
 
 
-def _address(name: str) -> int:
-    return int(ffi.cast("uintptr_t", lib.openssl_ccb_address(name.encode())))
-
-
 def _check_same_libssl(path: str | None) -> Error | None:
-    """None if the library at ``path`` (None: the program) resolves libssl to ours."""
-    try:
-        handle = (
-            ctypes.CDLL(path, mode=os.RTLD_NOLOAD | os.RTLD_LAZY) if path else ctypes.CDLL(None)
-        )
-        theirs = {n: ctypes.cast(getattr(handle, n), ctypes.c_void_p).value for n in _PROBES}
-    except (OSError, AttributeError) as exc:
-        return Error(f"cannot resolve libssl through _ssl ({exc}): refusing ssl.SSLContext")
-    ours = {n: _address(n) for n in _PROBES}
-    if theirs != ours:
-        return Error(
-            f"Python's ssl module runs on another OpenSSL ({ssl.OPENSSL_VERSION}) than "
-            f"openssl-ccb ({ffi.string(lib.OpenSSL_version(lib.OPENSSL_VERSION)).decode()}): "
-            "refusing to hand its SSL_CTX to a different libssl"
-        )
-    return None
-
-
-_PROBES = ("SSL_CTX_new", "SSL_CTX_get_options", "SSL_get_error", "X509_free", "EVP_PKEY_free")
+    """None if the module at ``path`` (None: the program) runs on our libssl."""
+    same, why = shares_our_libssl(path)
+    if same:
+        return None
+    return Error(
+        f"Python's ssl module ({ssl.OPENSSL_VERSION}) does not provably run on openssl-ccb's "
+        f"libssl ({our_version()}): {why}; refusing ssl.SSLContext"
+    )
 
 
 def prove_same_libssl() -> None:

@@ -38,7 +38,8 @@ def _forms(leaf: trustme.LeafCert, tmp: Path) -> dict[str, Callable[[], Any]]:
         return c, k
 
     def pyopenssl() -> tuple[Any, Any]:
-        crypto = pytest.importorskip("OpenSSL.crypto")
+        from OpenSSL import crypto
+
         return crypto.X509.from_cryptography(cert), crypto.PKey.from_cryptography_key(key)
 
     return {

@@ -1,0 +1,45 @@
+"""Which libssl does another module run on? Proof by function address.
+
+A context may be handed to ``ccb.lib`` only if the module that created it
+calls the very same libssl and libcrypto. The proof: resolve a few OpenSSL
+functions through that module's own link map (``dlopen`` of the loaded
+module with ``RTLD_NOLOAD``, then ``dlsym``, which searches the module and
+its dependencies only) and compare with the addresses ``ccb.lib`` calls.
+A statically linked, bundled OpenSSL either hides those symbols or exports
+them at other addresses: both fail the proof.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+from ._binding import ffi, lib
+
+PROBES = ("SSL_CTX_new", "SSL_CTX_get_options", "SSL_get_error", "X509_free", "EVP_PKEY_free")
+
+
+def our_address(name: str) -> int:
+    return int(ffi.cast("uintptr_t", lib.openssl_ccb_address(name.encode())))
+
+
+def shares_our_libssl(path: str | None) -> tuple[bool, str]:
+    """Whether the loaded module at ``path`` (None: the program) uses our libssl.
+
+    Returns ``(True, "")`` when proven, else ``(False, reason)``.
+    """
+    try:
+        if path:
+            handle = ctypes.CDLL(path, mode=os.RTLD_NOLOAD | os.RTLD_LAZY)
+        else:
+            handle = ctypes.CDLL(None)
+        theirs = {n: ctypes.cast(getattr(handle, n), ctypes.c_void_p).value for n in PROBES}
+    except (OSError, AttributeError) as exc:
+        return False, f"its OpenSSL functions cannot be resolved ({exc})"
+    if theirs != {n: our_address(n) for n in PROBES}:
+        return False, "its OpenSSL functions are at other addresses than openssl-ccb's"
+    return True, ""
+
+
+def our_version() -> str:
+    return str(ffi.string(lib.OpenSSL_version(lib.OPENSSL_VERSION)).decode())
