@@ -4,7 +4,16 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint clean
+# Debian's own python3 with Debian's pyOpenSSL and cryptography, which link the
+# system libssl: the pyOpenSSL "same-libssl" route (.venv has pip's wheels,
+# which bundle their own OpenSSL: the "bundled" route).
+DEBIAN_PYTHON ?= /usr/bin/python3
+DEBIAN_VENV   ?= .venv-debian
+DEBIAN_PY     := $(DEBIAN_VENV)/bin/python
+DEBIAN_STAMP  := $(DEBIAN_VENV)/.installed
+SOURCES       := pyproject.toml setup.py build_ffi.py $(wildcard openssl_ccb/*.py)
+
+.PHONY: demo test test-main test-debian lint clean
 
 $(STAMP): pyproject.toml setup.py build_ffi.py
 	$(PYTHON) -m venv $(VENV)
@@ -15,8 +24,20 @@ $(STAMP): pyproject.toml setup.py build_ffi.py
 demo: $(STAMP)
 	$(PY) examples/demo.py
 
-test: $(STAMP)
-	$(PY) -m pytest
+test: test-main test-debian
+
+test-main: $(STAMP)
+	OPENSSL_CCB_EXPECT_ROUTE=bundled $(PY) -m pytest
+
+# Installed (not editable) with Debian's cffi and setuptools; -P keeps the
+# source tree, built for .venv, off sys.path.
+$(DEBIAN_STAMP): $(SOURCES)
+	$(DEBIAN_PYTHON) -m venv --system-site-packages $(DEBIAN_VENV)
+	$(DEBIAN_PY) -m pip install --quiet --no-build-isolation --no-deps --force-reinstall .
+	touch $(DEBIAN_STAMP)
+
+test-debian: $(DEBIAN_STAMP)
+	OPENSSL_CCB_EXPECT_ROUTE=same-libssl $(DEBIAN_PY) -P -m pytest -p no:cacheprovider
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -24,6 +45,6 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(DEBIAN_VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
 	rm -f openssl_ccb/_openssl.c openssl_ccb/*.so openssl_ccb/*.o
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

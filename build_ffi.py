@@ -216,6 +216,11 @@ int openssl_ccb_client_cert_cb(SSL *, X509 **, EVP_PKEY **);
 extern "Python" int openssl_ccb_dispatch(void *, SSL *, X509 **, EVP_PKEY **, int);
 extern "Python" void openssl_ccb_release(void *);
 
+/* For an SSL_CTX of another OpenSSL (pip's bundled one): a cert_cb that
+ * never touches the SSL itself, only hands it to Python as an address. */
+extern "Python" int openssl_ccb_foreign_dispatch(void *, void *);
+uintptr_t openssl_ccb_foreign_cert_cb_address(void);
+
 int openssl_ccb_init(void);
 void *openssl_ccb_get_state(const SSL_CTX *);
 int openssl_ccb_set_state(SSL_CTX *, void *);
@@ -253,6 +258,19 @@ typedef int (*openssl_ccb_client_cert_cb_t)(SSL *, X509 **, EVP_PKEY **);
 
 static int openssl_ccb_dispatch(void *, SSL *, X509 **, EVP_PKEY **, int);
 static void openssl_ccb_release(void *);
+static int openssl_ccb_foreign_dispatch(void *, void *);
+
+/* int (*cert_cb)(SSL *ssl, void *arg), for an OpenSSL that is not ours: the
+ * SSL is opaque here, so no function of this module's libssl is called. */
+static int openssl_ccb_foreign_cert_cb(void *ssl, void *arg)
+{
+    return openssl_ccb_foreign_dispatch(arg, ssl);
+}
+
+static uintptr_t openssl_ccb_foreign_cert_cb_address(void)
+{
+    return (uintptr_t)&openssl_ccb_foreign_cert_cb;
+}
 
 /* ex_data slots: per context, the Python state's handle; per connection, the
  * number of times the callback suspended this handshake (an integer in the

@@ -5,12 +5,11 @@ from __future__ import annotations
 import ssl
 from typing import Any, Callable, Union
 
-from . import stdlib
-from ._binding import CLIENT_CERT_CB, TRAMPOLINE, ffi, lib
-from .errors import Error
+from . import pyopenssl, stdlib
+from ._binding import ffi
 from .foreign import ForeignCallback
 from .request import CertificateRequest
-from .trampoline import ensure_state, state_of
+from .trampoline import install, installed
 
 Callback = Callable[[CertificateRequest], Any]
 ContextLike = Any  # ssl.SSLContext | OpenSSL.SSL.Context | SSL_CTX * cdata
@@ -34,8 +33,8 @@ def _ssl_ctx(ctx: ContextLike, *, adopt: bool = False) -> Any:
         if adopt:
             stdlib.adopt(ctx)
         return pointer
-    if type(ctx).__module__ == "OpenSSL.SSL" and type(ctx).__name__ == "Context":
-        raise Error("pyOpenSSL contexts are not supported yet")
+    if pyopenssl.is_context(ctx):
+        return pyopenssl.ssl_ctx_of(ctx)
     kind = type(ctx)
     if kind.__module__ == "_cffi_backend" or "CData" in kind.__name__:
         raise TypeError(
@@ -64,43 +63,18 @@ def set_client_cert_cb(ctx: ContextLike, callback: CallbackLike) -> None:
     a C function pointer of type ``int (*)(SSL *, X509 **, EVP_PKEY **)``
     installed as it is, a ``ForeignCallback``, or None to clear.
     """
-    pointer = _ssl_ctx(ctx, adopt=True)
-    if callback is None:
-        lib.SSL_CTX_set_client_cert_cb(pointer, ffi.NULL)
-        state = state_of(pointer)
-        if state is not None:
-            state.callback = state.pointer = None
-        return
     if isinstance(callback, ForeignCallback):
         callback = callback.pointer
-    if isinstance(callback, ffi.CData):
-        if ffi.typeof(callback) is not CLIENT_CERT_CB or callback == ffi.NULL:
-            raise TypeError(
-                "a C callback must be a non-NULL int (*)(SSL *, X509 **, EVP_PKEY **), "
-                f"got {ffi.typeof(callback).cname}"
-            )
-        state = ensure_state(pointer)
-        state.callback, state.pointer = None, callback
-        lib.SSL_CTX_set_client_cert_cb(pointer, callback)
-        return
-    if not callable(callback):
+    if callback is not None and not isinstance(callback, ffi.CData) and not callable(callback):
         raise TypeError(f"callback must be callable, got {type(callback).__name__}")
-    state = ensure_state(pointer)
-    state.callback, state.pointer = callback, None
-    lib.SSL_CTX_set_client_cert_cb(pointer, TRAMPOLINE)
+    if pyopenssl.is_context(ctx):
+        pyopenssl.set_callback(ctx, callback)
+        return
+    install(_ssl_ctx(ctx, adopt=True), callback)
 
 
 def get_client_cert_cb(ctx: ContextLike) -> Any:
     """The object that was set, None, or a ``ForeignCallback`` for one set in C."""
-    pointer = _ssl_ctx(ctx)
-    current = lib.SSL_CTX_get_client_cert_cb(pointer)
-    if current == ffi.NULL:
-        return None
-    state = state_of(pointer)
-    if current == TRAMPOLINE:
-        if state is None or state.callback is None:
-            raise Error("the openssl-ccb trampoline is installed without a callback")
-        return state.callback
-    if state is not None and state.pointer is not None and state.pointer == current:
-        return state.pointer
-    return ForeignCallback(current)
+    if pyopenssl.is_context(ctx):
+        return pyopenssl.get_callback(ctx)
+    return installed(_ssl_ctx(ctx))

@@ -11,6 +11,7 @@ their own) cross into this one only as encoded bytes, never as pointers.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections import OrderedDict
 from typing import Any, Union
@@ -23,23 +24,30 @@ KeyLike = Any
 Password = Union[bytes, str, None]
 
 _X509_P = ffi.typeof("X509 *")
+_PASSWORD_CB = ffi.addressof(lib, "openssl_ccb_password_cb")
 _EVP_PKEY_P = ffi.typeof("EVP_PKEY *")
 
 
 class Credential:
     """A client certificate, its private key and (optionally) intermediates."""
 
-    __slots__ = ("_chain", "_chain_stack", "_key", "_x509")
+    __slots__ = ("_chain", "_chain_stack", "_foreign", "_key", "_x509")
 
     def __init__(self, x509: Any, key: Any, chain: list[Any]) -> None:
         # Private: use Credential.load. Takes ownership of gc-managed cdata.
         if lib.X509_check_private_key(x509, key) != 1:
             drain_error_queue()
             raise Error("the private key does not match the certificate")
+        for i, (issuer, subject) in enumerate(zip(chain, [x509, *chain])):
+            if lib.X509_check_issued(issuer, subject) != lib.X509_V_OK:
+                drain_error_queue()
+                what = "the certificate" if i == 0 else f"chain item {i - 1}"
+                raise Error(f"chain item {i} did not issue {what}: the chain does not link")
         self._x509 = x509
         self._key = key
         self._chain = chain
         self._chain_stack = _stack_of(chain) if chain else None
+        self._foreign: Any = None  # the same, parsed by pyOpenSSL's bundled OpenSSL
 
     @classmethod
     def load(
@@ -75,6 +83,15 @@ class Credential:
     @property
     def issuer(self) -> str:
         return name_to_string(lib.X509_get_issuer_name(self._x509))
+
+    def _private_key_der(self) -> bytes:
+        """The key, DER: only to hand it to another OpenSSL, never to show."""
+        size = lib.i2d_PrivateKey(self._key, ffi.NULL)
+        if size <= 0:
+            raise error_from_queue("could not encode the private key")
+        buf = ffi.new("unsigned char[]", size)
+        lib.i2d_PrivateKey(self._key, ffi.new("unsigned char **", buf))
+        return bytes(ffi.buffer(buf, size))
 
     def __repr__(self) -> str:
         return (
@@ -151,13 +168,13 @@ def _encoded(obj: Any, what: str, password: Password = None) -> bytes | None:
         if hasattr(obj, method) and type(obj).__module__.startswith("OpenSSL"):
             obj = getattr(obj, method)()
             break
-    module = type(obj).__module__ or ""
-    if module.startswith("cryptography"):
+    if "cryptography" in sys.modules:  # only a cryptography user can pass its objects
+        from cryptography import x509
         from cryptography.hazmat.primitives import serialization
 
-        if hasattr(obj, "public_bytes") and hasattr(obj, "fingerprint"):
+        if isinstance(obj, x509.Certificate):
             return bytes(obj.public_bytes(serialization.Encoding.DER))
-        if hasattr(obj, "private_bytes"):
+        if isinstance(obj, _private_key_types()):
             return bytes(
                 obj.private_bytes(
                     serialization.Encoding.DER,
@@ -166,6 +183,18 @@ def _encoded(obj: Any, what: str, password: Password = None) -> bytes | None:
                 )
             )
     return None
+
+
+def _private_key_types() -> tuple[type, ...]:
+    from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+
+    return (
+        rsa.RSAPrivateKey,
+        ec.EllipticCurvePrivateKey,
+        ed25519.Ed25519PrivateKey,
+        ed448.Ed448PrivateKey,
+        dsa.DSAPrivateKey,
+    )
 
 
 def load_certificate(obj: CertificateLike, what: str = "certificate") -> Any:
@@ -184,7 +213,7 @@ def load_certificate(obj: CertificateLike, what: str = "certificate") -> Any:
     lib.ERR_set_mark()
     if b"-----BEGIN" in data:
         bio = ffi.gc(lib.BIO_new_mem_buf(data, len(data)), lib.BIO_free)
-        x509 = lib.PEM_read_bio_X509(bio, ffi.NULL, lib.openssl_ccb_password_cb, ffi.NULL)
+        x509 = lib.PEM_read_bio_X509(bio, ffi.NULL, _PASSWORD_CB, ffi.NULL)
     else:
         x509 = lib.d2i_X509(ffi.NULL, ffi.new("unsigned char **", ffi.from_buffer(data)), len(data))
     if x509 == ffi.NULL:
@@ -214,7 +243,7 @@ def load_private_key(obj: KeyLike, password: Password = None) -> Any:
         if password is not None:
             phrase = ffi.new("char[]", password.encode() if isinstance(password, str) else password)
         bio = ffi.gc(lib.BIO_new_mem_buf(data, len(data)), lib.BIO_free)
-        key = lib.PEM_read_bio_PrivateKey(bio, ffi.NULL, lib.openssl_ccb_password_cb, phrase)
+        key = lib.PEM_read_bio_PrivateKey(bio, ffi.NULL, _PASSWORD_CB, phrase)
     else:
         buf = ffi.new("unsigned char **", ffi.from_buffer(data))
         key = lib.d2i_AutoPrivateKey(ffi.NULL, buf, len(data))

@@ -4,21 +4,24 @@ OpenSSL calls the client-certificate callback synchronously, in the thread
 that called ``SSL_do_handshake``/``SSL_read``/``SSL_write``. So:
 
 1. The code that drives an OpenSSL call (``do_handshake`` here, the standard
-   library and pyOpenSSL wrappers elsewhere) pushes a ``Call`` on a
-   thread-local stack before calling into OpenSSL.
-2. The callback runs under that ``Call``. If it raises, or returns something
-   unusable, the exception is stored on the ``Call`` and the callback tells
-   OpenSSL to suspend (-1): the handshake never goes on without a certificate.
-3. When OpenSSL returns, the driver pops its ``Call`` and re-raises the stored
-   exception, with its original traceback, in place of OpenSSL's "want X509
-   lookup". Nothing is stored on a shared context, so connections and
-   threads never see each other's errors.
+   library wrappers elsewhere) pushes a ``Call`` on a thread-local stack
+   before calling into OpenSSL.
+2. The callback finds the innermost ``Call`` of its thread that owns its
+   ``SSL *``. Where code we do not wrap drives the call (pyOpenSSL), a
+   registered *finder* supplies a ``Call`` that stores on the connection.
+3. If the callback raises, or returns something unusable, the exception is
+   stored on that ``Call`` and OpenSSL is told to stop (suspend, or a fatal
+   alert where the callback kind allows one): the handshake never goes on
+   without a certificate.
+4. When OpenSSL returns, the driver re-raises the stored exception, with its
+   original traceback, in place of OpenSSL's own error. Nothing is stored on
+   a shared context, so connections and threads never see each other's errors.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Any, NoReturn
+from typing import Any, Callable, NoReturn, Optional
 
 from ._binding import ffi, lib
 from .errors import Error, WantRead, WantWrite, WantX509Lookup, drain_error_queue, error_from_queue
@@ -29,11 +32,18 @@ _local = threading.local()
 class Call:
     """One OpenSSL call in progress, as seen from the callback it triggers."""
 
-    __slots__ = ("connection", "error")
+    __slots__ = ("connection", "error", "ssl")
 
-    def __init__(self, connection: object | None) -> None:
-        self.connection = connection
+    def __init__(self, connection: object | None, ssl: Any = None) -> None:
+        self.connection = connection  # the user's connection object, if any
+        self.ssl = ssl  # the SSL * driven, where the driver knows it
         self.error: BaseException | None = None
+
+    def owns(self, ssl: Any) -> bool:
+        if self.ssl is not None:
+            return bool(self.ssl == ssl)
+        owns = getattr(self.connection, "_ccb_owns", None)
+        return owns is not None and bool(owns(ssl))
 
     def fail(self, exc: BaseException) -> None:
         # Keep the first problem: it is the cause of everything after it.
@@ -52,8 +62,8 @@ class Call:
             del exc
 
 
-def push(connection: object | None = None) -> Call:
-    call = Call(connection)
+def push(connection: object | None = None, ssl: Any = None) -> Call:
+    call = Call(connection, ssl)
     try:
         _local.stack.append(call)
     except AttributeError:
@@ -70,10 +80,28 @@ def pop(call: Call) -> None:
         stack.remove(call)
 
 
-def current() -> Call | None:
-    """The innermost OpenSSL call this thread is driving, if any."""
+Finder = Callable[[Any], Optional[Call]]
+_finders: list[Finder] = []
+
+
+def add_finder(finder: Finder) -> None:
+    """Register a way to find the connection of an ``SSL *`` nobody wraps."""
+    if finder not in _finders:
+        _finders.append(finder)
+
+
+def call_for(ssl: Any) -> Call | None:
+    """Where the callback for ``ssl`` reports: the innermost owning Call."""
     stack: list[Call] | None = getattr(_local, "stack", None)
-    return stack[-1] if stack else None
+    if stack:
+        for call in reversed(stack):
+            if call.owns(ssl):
+                return call
+    for finder in _finders:
+        found = finder(ssl)
+        if found is not None:
+            return found
+    return None
 
 
 def raise_for(ssl: Any, ret: int, call: Call, action: str) -> NoReturn:
@@ -103,7 +131,7 @@ def do_handshake(ssl: Any) -> None:
     exception when it raised, and ``Error`` (with the drained queue) otherwise.
     """
     _check_ssl(ssl)
-    call = push(None)
+    call = push(None, ssl)
     try:
         ret = lib.SSL_do_handshake(ssl)
     finally:

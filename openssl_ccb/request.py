@@ -120,13 +120,8 @@ class CertificateRequest:
     @property
     def connection(self) -> Any:
         """The user's connection object driving this handshake, or None."""
-        ssl = self.ssl
-        call = self._call
-        if call is None or call.connection is None:
-            return None
-        connection = call.connection
-        owns = getattr(connection, "_ccb_owns", None)
-        return connection if owns is not None and owns(ssl) else None
+        self.ssl  # noqa: B018 (valid only during the call)
+        return None if self._call is None else self._call.connection
 
     def __repr__(self) -> str:
         if self._ssl is None:

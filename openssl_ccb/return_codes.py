@@ -28,10 +28,13 @@ SEND = 1
 SUSPEND = -1
 
 
-def answer(result: Any, ssl: Any, x509_out: Any, pkey_out: Any) -> int:
-    """Turn what a Python callback returned into ``client_cert_cb``'s answer."""
+def interpret(result: Any) -> Credential | int:
+    """What a Python callback returned: a Credential to send, SEND_NONE or SUSPEND.
+
+    Raises TypeError/ValueError/ccb.Error for anything unusable.
+    """
     if isinstance(result, Credential):
-        return result.install(ssl, x509_out, pkey_out)
+        return result
     if result is None:
         return SEND_NONE
     if isinstance(result, tuple):
@@ -40,7 +43,7 @@ def answer(result: Any, ssl: Any, x509_out: Any, pkey_out: Any) -> int:
                 "the client certificate callback returned a tuple of "
                 f"{len(result)} items; expected (cert, key) or (cert, key, chain)"
             )
-        return coerce(*result).install(ssl, x509_out, pkey_out)
+        return coerce(*result)
     if type(result) is int:  # bool is an int, but True is no answer: refuse it
         if result == 0:
             return SEND_NONE

@@ -21,10 +21,11 @@ import threading
 from typing import Any, Callable
 
 from . import driving
-from ._binding import ffi, lib
+from ._binding import CLIENT_CERT_CB, TRAMPOLINE, ffi, lib
 from .errors import Error, WantX509Lookup, error_from_queue
+from .foreign import ForeignCallback
 from .request import CertificateRequest
-from .return_codes import SUSPEND, answer
+from .return_codes import SUSPEND, interpret
 
 
 class ContextState:
@@ -64,6 +65,44 @@ def ensure_state(ctx: Any) -> ContextState:
         return state
 
 
+def install(pointer: Any, callback: Any) -> None:
+    """Set ``callback`` on an ``SSL_CTX *`` of our own libssl."""
+    if callback is None:
+        lib.SSL_CTX_set_client_cert_cb(pointer, ffi.NULL)
+        state = state_of(pointer)
+        if state is not None:
+            state.callback = state.pointer = None
+        return
+    if isinstance(callback, ffi.CData):
+        if ffi.typeof(callback) is not CLIENT_CERT_CB or callback == ffi.NULL:
+            raise TypeError(
+                "a C callback must be a non-NULL int (*)(SSL *, X509 **, EVP_PKEY **), "
+                f"got {ffi.typeof(callback).cname}"
+            )
+        state = ensure_state(pointer)
+        state.callback, state.pointer = None, callback
+        lib.SSL_CTX_set_client_cert_cb(pointer, callback)
+        return
+    state = ensure_state(pointer)
+    state.callback, state.pointer = callback, None
+    lib.SSL_CTX_set_client_cert_cb(pointer, TRAMPOLINE)
+
+
+def installed(pointer: Any) -> Any:
+    """What is set on an ``SSL_CTX *`` of our own libssl (see get_client_cert_cb)."""
+    current = lib.SSL_CTX_get_client_cert_cb(pointer)
+    if current == ffi.NULL:
+        return None
+    state = state_of(pointer)
+    if current == TRAMPOLINE:
+        if state is None or state.callback is None:
+            raise Error("the openssl-ccb trampoline is installed without a callback")
+        return state.callback
+    if state is not None and state.pointer is not None and state.pointer == current:
+        return state.pointer
+    return ForeignCallback(current)
+
+
 def live_contexts() -> int:
     """How many contexts openssl-ccb currently keeps state for."""
     return len(_live)
@@ -83,7 +122,7 @@ def openssl_ccb_dispatch(handle: Any, ssl: Any, x509_out: Any, pkey_out: Any, at
     # error=SUSPEND: if anything escapes (only when no driver is there to take
     # it), cffi reports it as unraisable and the handshake stays suspended
     # rather than going on without a certificate.
-    call = driving.current()
+    call = driving.call_for(ssl)
     try:
         if handle == ffi.NULL:
             raise Error("the openssl-ccb trampoline was installed on a context it does not manage")
@@ -92,7 +131,10 @@ def openssl_ccb_dispatch(handle: Any, ssl: Any, x509_out: Any, pkey_out: Any, at
             return 0
         request = CertificateRequest(ssl, attempt, call)
         try:
-            return answer(callback(request), ssl, x509_out, pkey_out)
+            outcome = interpret(callback(request))
+            if isinstance(outcome, int):
+                return outcome
+            return outcome.install(ssl, x509_out, pkey_out)
         finally:
             request._ssl = None
     except WantX509Lookup:

@@ -1,0 +1,363 @@
+"""pyOpenSSL's ``Context``, on whichever OpenSSL pyOpenSSL runs.
+
+Two routes, chosen by proof (``libssl_proof``), never by guess:
+
+* **same-libssl** (Debian's python3-openssl: cryptography links the system
+  libssl): the context's ``SSL_CTX *`` is ours to touch, so the real
+  ``client_cert_cb`` trampoline is installed on it, exactly as for a raw
+  context.
+* **bundled** (pip's wheels: cryptography carries its own OpenSSL): the
+  ``SSL_CTX *`` must never reach our libssl. The trampoline is installed
+  through cryptography's own binding as ``SSL_CTX_set_cert_cb`` and
+  reproduces ``client_cert_cb``: not called when a certificate is already
+  set, None sends none, suspension is SSL_ERROR_WANT_X509_LOOKUP. Only
+  encoded bytes cross between the two OpenSSLs. An exception stops the
+  handshake with a fatal alert (cert_cb can, client_cert_cb cannot).
+
+Either way pyOpenSSL raises ``WantX509LookupError`` for a suspension, and a
+callback's exception is stored on its ``Connection`` and raised by
+pyOpenSSL's ``_raise_ssl_error``, which every failing SSL call goes through.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import threading
+import weakref
+from typing import Any, Callable
+
+from . import driving
+from ._binding import ffi, lib
+from .credential import Credential, name_to_string
+from .errors import Error, WantX509Lookup, drain_error_queue
+from .libssl_proof import our_version, shares_our_libssl
+from .request import CertificateRequest
+from .return_codes import SEND_NONE, SUSPEND, interpret
+from .trampoline import install, installed
+
+SAME_LIBSSL = "same-libssl"
+BUNDLED = "bundled"
+
+
+def is_context(obj: object) -> bool:
+    module = sys.modules.get("OpenSSL.SSL")  # never import pyOpenSSL ourselves
+    return module is not None and isinstance(obj, module.Context)
+
+
+@functools.lru_cache(maxsize=None)
+def _binding() -> tuple[Any, Any, str]:
+    """pyOpenSSL's ffi and lib, and the path of the module that holds them."""
+    from OpenSSL._util import ffi as their_ffi
+    from OpenSSL._util import lib as their_lib
+
+    for name in ("cryptography.hazmat.bindings._openssl", "cryptography.hazmat.bindings._rust"):
+        try:
+            module = __import__(name, fromlist=["_"])
+        except ImportError:
+            continue
+        path = getattr(module, "__file__", None)
+        if path:
+            return their_ffi, their_lib, path
+    raise Error("cannot locate the compiled module of cryptography's OpenSSL binding")
+
+
+@functools.lru_cache(maxsize=None)
+def route() -> str:
+    """Which route pyOpenSSL contexts take here: ``"same-libssl"`` or ``"bundled"``."""
+    same, _ = shares_our_libssl(_binding()[2])
+    return SAME_LIBSSL if same else BUNDLED
+
+
+def describe_route() -> str:
+    """One sentence on the route and why, for people."""
+    from OpenSSL import SSL
+
+    theirs = SSL.OpenSSL_version(SSL.OPENSSL_VERSION).decode()
+    if route() == SAME_LIBSSL:
+        return f"same-libssl: pyOpenSSL and openssl-ccb share one libssl ({theirs})"
+    return (
+        f"bundled: pyOpenSSL runs on its own {theirs}, openssl-ccb on {our_version()}; "
+        "the callback is installed through cryptography's binding as cert_cb"
+    )
+
+
+def _refuse_if_used(context: Any) -> None:
+    # pyOpenSSL 26 refuses to change a Context once a Connection exists.
+    if getattr(context, "_used", False):
+        raise ValueError(
+            "Context has already been used to create a Connection, it cannot be mutated again"
+        )
+
+
+def ssl_ctx_of(context: Any) -> Any:
+    """The context's ``SSL_CTX *`` as ``ccb.ffi`` cdata: same-libssl route only."""
+    if route() != SAME_LIBSSL:
+        raise Error(
+            "this pyOpenSSL runs on a bundled OpenSSL, not openssl-ccb's libssl "
+            f"({our_version()}): its SSL_CTX cannot be used with ccb.lib"
+        )
+    their_ffi = _binding()[0]
+    return ffi.cast("SSL_CTX *", int(their_ffi.cast("uintptr_t", context._context)))
+
+
+def set_callback(context: Any, callback: Any) -> None:
+    _refuse_if_used(context)
+    _patch_connection()
+    if route() == SAME_LIBSSL:
+        driving.add_finder(_find_connection_call)
+        install(ssl_ctx_of(context), callback)
+    else:
+        _set_bundled(context, callback)
+
+
+def get_callback(context: Any) -> Any:
+    if route() == SAME_LIBSSL:
+        return installed(ssl_ctx_of(context))
+    state = _bundled.get(context)
+    return None if state is None else state.callback
+
+
+# --- where a callback's exception goes ------------------------------------------
+
+
+class _ConnectionCall(driving.Call):
+    """The Call of a pyOpenSSL Connection: its exception waits on the Connection."""
+
+    __slots__ = ()
+
+    def fail(self, exc: BaseException) -> None:
+        store(self.connection, exc)
+
+
+def store(connection: Any, exc: BaseException) -> None:
+    if "_ccb_error" not in connection.__dict__:  # the first problem is the cause
+        connection._ccb_error = exc
+
+
+def _connection_of(ssl_address: int) -> Any:
+    their_ffi = _binding()[0]
+    from OpenSSL.SSL import Connection
+
+    return Connection._reverse_mapping.get(their_ffi.cast("SSL *", ssl_address))
+
+
+def _find_connection_call(ssl: Any) -> driving.Call | None:
+    connection = _connection_of(int(ffi.cast("uintptr_t", ssl)))
+    return None if connection is None else _ConnectionCall(connection)
+
+
+_patch_lock = threading.Lock()
+
+
+def _patch_connection() -> None:
+    """Let Connection._raise_ssl_error raise what a callback stored first."""
+    from OpenSSL.SSL import Connection
+
+    with _patch_lock:
+        original: Callable[..., Any] = Connection._raise_ssl_error
+        if getattr(original, "_ccb_original", None) is not None:
+            return
+
+        @functools.wraps(original)
+        def _raise_ssl_error(self: Any, ssl: Any, result: int) -> Any:
+            exc = self.__dict__.pop("_ccb_error", None)
+            if exc is not None:
+                _binding()[1].ERR_clear_error()  # pyOpenSSL's queue: nobody reads it now
+                drain_error_queue()
+                raise exc
+            return original(self, ssl, result)
+
+        _raise_ssl_error._ccb_original = original  # type: ignore[attr-defined]
+        Connection._raise_ssl_error = _raise_ssl_error
+
+
+# --- the bundled route -----------------------------------------------------------
+
+
+class _BundledState:
+    """A callback on a context of pyOpenSSL's bundled OpenSSL."""
+
+    __slots__ = ("__weakref__", "callback", "context", "handle", "stored_chains")
+
+
+    def __init__(self, context: Any, callback: Any) -> None:
+        self.context = weakref.ref(context)
+        self.callback = callback
+        self.handle = ffi.new_handle(self)
+        self.stored_chains: set[tuple[bytes, ...]] = set()  # chains already in the store
+
+
+# The state lives exactly as long as its Context; a Connection keeps its Context.
+_bundled: weakref.WeakKeyDictionary[Any, _BundledState] = weakref.WeakKeyDictionary()
+
+_CERT_CB = lib.openssl_ccb_foreign_cert_cb_address()
+
+
+def _set_bundled(context: Any, callback: Any) -> None:
+    their_ffi, their_lib, _ = _binding()
+    if isinstance(callback, ffi.CData):
+        raise Error(
+            "a C callback built for openssl-ccb's libssl cannot run on pyOpenSSL's "
+            "bundled OpenSSL; give a Python callable"
+        )
+    if callback is None:
+        their_lib.SSL_CTX_set_cert_cb(context._context, their_ffi.NULL, their_ffi.NULL)
+        _bundled.pop(context, None)
+        return
+    state = _bundled.get(context)
+    if state is not None:
+        state.callback = callback
+        return
+    state = _BundledState(context, callback)
+    _bundled[context] = state
+    their_lib.SSL_CTX_set_cert_cb(
+        context._context,
+        their_ffi.cast("int (*)(SSL *, void *)", _CERT_CB),
+        their_ffi.cast("void *", int(ffi.cast("uintptr_t", state.handle))),
+    )
+
+
+class BundledCertificateRequest(CertificateRequest):
+    """A CertificateRequest read through cryptography's binding.
+
+    ``signature_algorithms`` is empty: that binding cannot read them.
+    """
+
+    __slots__ = ()
+
+    def _their(self) -> tuple[Any, Any, Any]:
+        their_ffi, their_lib, _ = _binding()
+        return their_ffi, their_lib, self.ssl
+
+    @property
+    def acceptable_cas(self) -> list[bytes]:
+        their_ffi, their_lib, ssl = self._their()
+        stack = their_lib.SSL_get_client_CA_list(ssl)
+        if stack == their_ffi.NULL:
+            return []
+        names = []
+        for i in range(their_lib.sk_X509_NAME_num(stack)):
+            name = their_lib.sk_X509_NAME_value(stack, i)
+            size = their_lib.i2d_X509_NAME(name, their_ffi.NULL)
+            buf = their_ffi.new("unsigned char[]", size)
+            their_lib.i2d_X509_NAME(name, their_ffi.new("unsigned char **", buf))
+            names.append(bytes(their_ffi.buffer(buf, size)))
+        return names
+
+    @property
+    def acceptable_ca_names(self) -> list[str]:
+        names = []
+        for der in self.acceptable_cas:  # parsed by our libcrypto, from bytes
+            name = lib.d2i_X509_NAME(ffi.NULL, ffi.new("unsigned char **", ffi.from_buffer(der)), len(der))
+            name = ffi.gc(name, lib.X509_NAME_free)
+            names.append(name_to_string(name))
+        return names
+
+    @property
+    def signature_algorithms(self) -> list[str]:
+        self._their()
+        return []
+
+    @property
+    def server_name(self) -> str | None:
+        their_ffi, their_lib, ssl = self._their()
+        name = their_lib.SSL_get_servername(ssl, their_lib.TLSEXT_NAMETYPE_host_name)
+        return None if name == their_ffi.NULL else their_ffi.string(name).decode("ascii", "replace")
+
+    @property
+    def version(self) -> str:
+        their_ffi, their_lib, ssl = self._their()
+        return str(their_ffi.string(their_lib.SSL_get_version(ssl)).decode())
+
+    @property
+    def peer_certificate(self) -> bytes | None:
+        self._their()
+        connection = self.connection
+        cert = None if connection is None else connection.get_peer_certificate()
+        if cert is None:
+            return None
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        return bytes(cert.to_cryptography().public_bytes(Encoding.DER))
+
+
+def _foreign_objects(credential: Credential) -> tuple[Any, Any, list[Any], tuple[bytes, ...]]:
+    """The credential parsed by the bundled OpenSSL, once (cached on it)."""
+    cached = credential._foreign
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    their_ffi, their_lib, _ = _binding()
+
+    def parse(der: bytes, d2i: Any, free: Any) -> Any:
+        bio = their_ffi.gc(their_lib.BIO_new_mem_buf(der, len(der)), their_lib.BIO_free)
+        obj = d2i(bio, their_ffi.NULL)
+        if obj == their_ffi.NULL:
+            their_lib.ERR_clear_error()
+            raise Error("pyOpenSSL's OpenSSL could not parse the credential")
+        return their_ffi.gc(obj, free)
+
+    x509 = parse(credential.certificate, their_lib.d2i_X509_bio, their_lib.X509_free)
+    key = parse(credential._private_key_der(), their_lib.d2i_PrivateKey_bio, their_lib.EVP_PKEY_free)
+    chain_der = tuple(credential.chain)
+    chain = [parse(der, their_lib.d2i_X509_bio, their_lib.X509_free) for der in chain_der]
+    credential._foreign = (x509, key, chain, chain_der)
+    return credential._foreign  # type: ignore[no-any-return]
+
+
+def _install_bundled(state: _BundledState, ssl: Any, credential: Credential) -> None:
+    their_ffi, their_lib, _ = _binding()
+    x509, key, chain, chain_der = _foreign_objects(credential)
+    if chain and chain_der not in state.stored_chains:
+        # No per-connection chain through this binding: put the intermediates
+        # in the context's store, from which OpenSSL builds each leaf's chain.
+        context = state.context()
+        if context is None:
+            raise Error("the pyOpenSSL Context is gone")
+        store = their_lib.SSL_CTX_get_cert_store(context._context)
+        for item in chain:
+            their_lib.X509_STORE_add_cert(store, item)  # a duplicate is not an error
+        their_lib.ERR_clear_error()
+        state.stored_chains.add(chain_der)
+    if their_lib.SSL_use_certificate(ssl, x509) != 1 or their_lib.SSL_use_PrivateKey(ssl, key) != 1:
+        their_lib.ERR_clear_error()
+        raise Error("pyOpenSSL's OpenSSL refused the certificate or key")
+
+
+@ffi.def_extern(error=0)  # type: ignore[untyped-decorator]
+def openssl_ccb_foreign_dispatch(handle: Any, ssl_address: Any) -> int:
+    # error=0: cert_cb's fatal alert, if anything escapes with nobody to take it.
+    state: _BundledState = ffi.from_handle(handle)
+    their_ffi, their_lib, _ = _binding()
+    address = int(ffi.cast("uintptr_t", ssl_address))
+    ssl = their_ffi.cast("SSL *", address)
+    callback = state.callback
+    # client_cert_cb runs only when no certificate is set; so does this (and a
+    # server, which has its own certificate, is never asked).
+    if callback is None or their_lib.SSL_get_certificate(ssl) != their_ffi.NULL:
+        return 1
+    connection = _connection_of(address)
+    attempt = 1 if connection is None else connection.__dict__.get("_ccb_attempts", 0) + 1
+    request = BundledCertificateRequest(
+        ssl, attempt, None if connection is None else _ConnectionCall(connection)
+    )
+    try:
+        try:
+            outcome = interpret(callback(request))
+        except WantX509Lookup:
+            outcome = SUSPEND
+        finally:
+            request._ssl = None
+        if connection is not None:
+            connection._ccb_attempts = attempt if outcome == SUSPEND else 0
+        if outcome == SUSPEND:
+            return -1
+        if outcome != SEND_NONE:
+            assert isinstance(outcome, Credential)
+            _install_bundled(state, ssl, outcome)
+        return 1  # for cert_cb, 1 with nothing set means: send no certificate
+    except BaseException as exc:
+        if connection is None:
+            raise
+        store(connection, exc)
+        return 0
