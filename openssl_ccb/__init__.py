@@ -11,6 +11,7 @@ from .credential import Credential
 from .driving import do_handshake
 from .errors import Error, WantRead, WantWrite, WantX509Lookup
 from .foreign import ForeignCallback
+from .pyopenssl import route as pyopenssl_route
 from .request import CertificateRequest
 from .stdlib import SSLWantX509Lookup
 
@@ -29,6 +30,7 @@ __all__ = [
     "ffi",
     "get_client_cert_cb",
     "lib",
+    "pyopenssl_route",
     "set_client_cert_cb",
     "ssl_ctx",
 ]

@@ -175,8 +175,9 @@ def _encoded(obj: Any, what: str, password: Password = None) -> bytes | None:
         if isinstance(obj, x509.Certificate):
             return bytes(obj.public_bytes(serialization.Encoding.DER))
         if isinstance(obj, _private_key_types()):
+            key: Any = obj
             return bytes(
-                obj.private_bytes(
+                key.private_bytes(
                     serialization.Encoding.DER,
                     serialization.PrivateFormat.PKCS8,
                     serialization.NoEncryption(),

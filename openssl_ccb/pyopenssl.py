@@ -45,7 +45,7 @@ def is_context(obj: object) -> bool:
     return module is not None and isinstance(obj, module.Context)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _binding() -> tuple[Any, Any, str]:
     """pyOpenSSL's ffi and lib, and the path of the module that holds them."""
     from OpenSSL._util import ffi as their_ffi
@@ -62,7 +62,7 @@ def _binding() -> tuple[Any, Any, str]:
     raise Error("cannot locate the compiled module of cryptography's OpenSSL binding")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def route() -> str:
     """Which route pyOpenSSL contexts take here: ``"same-libssl"`` or ``"bundled"``."""
     same, _ = shares_our_libssl(_binding()[2])
@@ -169,7 +169,7 @@ def _patch_connection() -> None:
             return original(self, ssl, result)
 
         _raise_ssl_error._ccb_original = original  # type: ignore[attr-defined]
-        Connection._raise_ssl_error = _raise_ssl_error
+        Connection._raise_ssl_error = _raise_ssl_error  # type: ignore[method-assign]
 
 
 # --- the bundled route -----------------------------------------------------------
@@ -179,7 +179,6 @@ class _BundledState:
     """A callback on a context of pyOpenSSL's bundled OpenSSL."""
 
     __slots__ = ("__weakref__", "callback", "context", "handle", "stored_chains")
-
 
     def __init__(self, context: Any, callback: Any) -> None:
         self.context = weakref.ref(context)
@@ -249,8 +248,8 @@ class BundledCertificateRequest(CertificateRequest):
     def acceptable_ca_names(self) -> list[str]:
         names = []
         for der in self.acceptable_cas:  # parsed by our libcrypto, from bytes
-            name = lib.d2i_X509_NAME(ffi.NULL, ffi.new("unsigned char **", ffi.from_buffer(der)), len(der))
-            name = ffi.gc(name, lib.X509_NAME_free)
+            cursor = ffi.new("unsigned char **", ffi.from_buffer(der))
+            name = ffi.gc(lib.d2i_X509_NAME(ffi.NULL, cursor, len(der)), lib.X509_NAME_free)
             names.append(name_to_string(name))
         return names
 
@@ -298,7 +297,8 @@ def _foreign_objects(credential: Credential) -> tuple[Any, Any, list[Any], tuple
         return their_ffi.gc(obj, free)
 
     x509 = parse(credential.certificate, their_lib.d2i_X509_bio, their_lib.X509_free)
-    key = parse(credential._private_key_der(), their_lib.d2i_PrivateKey_bio, their_lib.EVP_PKEY_free)
+    key_der = credential._private_key_der()
+    key = parse(key_der, their_lib.d2i_PrivateKey_bio, their_lib.EVP_PKEY_free)
     chain_der = tuple(credential.chain)
     chain = [parse(der, their_lib.d2i_X509_bio, their_lib.X509_free) for der in chain_der]
     credential._foreign = (x509, key, chain, chain_der)
@@ -306,7 +306,7 @@ def _foreign_objects(credential: Credential) -> tuple[Any, Any, list[Any], tuple
 
 
 def _install_bundled(state: _BundledState, ssl: Any, credential: Credential) -> None:
-    their_ffi, their_lib, _ = _binding()
+    their_lib = _binding()[1]
     x509, key, chain, chain_der = _foreign_objects(credential)
     if chain and chain_der not in state.stored_chains:
         # No per-connection chain through this binding: put the intermediates

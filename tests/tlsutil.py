@@ -180,8 +180,44 @@ def raw_client_ctx(ca: Any, *, version: str | None = None) -> Any:
     return ctx
 
 
-def raw_pair_handshake(client: RawEnd, pair: MemoryPair) -> None:
-    """A raw client against a standard-library server, over memory BIOs."""
+class PyOpenSSLEnd:
+    """A pyOpenSSL client Connection over memory BIOs."""
+
+    def __init__(self, context: Any, hostname: str | None = "localhost") -> None:
+        from OpenSSL import SSL
+
+        self.conn = SSL.Connection(context, None)
+        self.conn.set_connect_state()
+        if hostname:
+            self.conn.set_tlsext_host_name(hostname.encode())
+
+    def outgoing(self) -> bytes:
+        from OpenSSL import SSL
+
+        try:
+            return bytes(self.conn.bio_read(65536))
+        except SSL.WantReadError:
+            return b""
+
+    def incoming(self, data: bytes) -> None:
+        if data:
+            self.conn.bio_write(data)
+
+    def step(self) -> bool:
+        from OpenSSL import SSL
+
+        try:
+            self.conn.do_handshake()
+        except SSL.WantReadError:
+            return False
+        return True
+
+    def write(self, data: bytes) -> None:
+        assert self.conn.send(data) == len(data)
+
+
+def raw_pair_handshake(client: RawEnd | PyOpenSSLEnd, pair: MemoryPair) -> None:
+    """A raw or pyOpenSSL client against a standard-library server, over memory BIOs."""
 
     def move() -> None:
         pair.server_in.write(client.outgoing())

@@ -1,0 +1,357 @@
+"""pyOpenSSL's Context, on whichever OpenSSL pyOpenSSL runs (DESIGN.md section 5,
+last two rows). `make test` runs this file twice: with pip's pyOpenSSL (bundled
+OpenSSL) and with Debian's (the system libssl)."""
+
+from __future__ import annotations
+
+import gc
+import os
+import socket
+import ssl
+import traceback
+import weakref
+from typing import Any
+
+import pytest
+import trustme
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from OpenSSL import SSL, crypto
+from tlsutil import MemoryPair, PyOpenSSLEnd, SocketServer, pump, raw_pair_handshake, server_context
+
+import openssl_ccb as ccb
+from openssl_ccb import pyopenssl
+
+PYOPENSSL_VERSIONS = {"TLSv1.2": SSL.TLS1_2_VERSION, "TLSv1.3": SSL.TLS1_3_VERSION}
+
+
+def client_context(ca: trustme.CA, version: str | None = None) -> SSL.Context:
+    ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
+    ctx.set_verify(SSL.VERIFY_PEER, lambda conn, cert, errno, depth, ok: bool(ok))
+    store = ctx.get_cert_store()
+    assert store is not None
+    store.add_cert(
+        crypto.X509.from_cryptography(x509.load_pem_x509_certificate(ca.cert_pem.bytes()))
+    )
+    if version:
+        ctx.set_min_proto_version(PYOPENSSL_VERSIONS[version])
+        ctx.set_max_proto_version(PYOPENSSL_VERSIONS[version])
+    return ctx
+
+
+def their_queue_is_empty() -> bool:
+    from OpenSSL._util import lib as their_lib
+
+    return bool(their_lib.ERR_peek_error() == 0)
+
+
+def test_route_is_proven_not_guessed():
+    expected = os.environ.get("OPENSSL_CCB_EXPECT_ROUTE")
+    theirs = SSL.OpenSSL_version(SSL.OPENSSL_VERSION).decode()
+    ours = ccb.libssl_proof.our_version()
+    if expected is None:  # outside `make test`: versions that differ cannot share a library
+        expected = pyopenssl.BUNDLED if theirs != ours else pyopenssl.SAME_LIBSSL
+    assert ccb.pyopenssl_route() == expected
+    assert ccb.pyopenssl_route() in pyopenssl.describe_route()
+
+
+def test_certificate_returned_is_received(ca, server_cert, credential, client_der, version):
+    ctx = client_context(ca, version)
+    seen: list[Any] = []
+
+    def choose(request: ccb.CertificateRequest) -> Any:
+        seen.append((request.attempt, request.version, request.server_name, request.connection))
+        return credential
+
+    ccb.set_client_cert_cb(ctx, choose)
+    assert ccb.get_client_cert_cb(ctx) is choose
+    pair = MemoryPair(server_context(ca, server_cert, version=version))
+    client = PyOpenSSLEnd(ctx)
+    raw_pair_handshake(client, pair)
+    assert pair.peer_der() == client_der
+    assert seen == [(1, version, "localhost", client.conn)]
+
+
+def test_request_describes_the_server_request(ca, other_ca, server_cert, credential, version):
+    pair = MemoryPair(server_context(ca, server_cert, version=version, client_cas=(ca, other_ca)))
+    ctx = client_context(ca, version)
+    seen: dict[str, Any] = {}
+
+    def look(request: ccb.CertificateRequest) -> Any:
+        seen.update(
+            cas=request.acceptable_cas,
+            names=request.acceptable_ca_names,
+            peer=request.peer_certificate,
+        )
+        return credential
+
+    ccb.set_client_cert_cb(ctx, look)
+    client = PyOpenSSLEnd(ctx)
+    raw_pair_handshake(client, pair)
+    names = [x509.load_pem_x509_certificate(c.cert_pem.bytes()).subject for c in (ca, other_ca)]
+    assert seen["cas"] == [n.public_bytes() for n in names]
+    assert seen["names"] == [n.rfc4514_string() for n in names]
+    server_leaf = x509.load_pem_x509_certificate(server_cert.cert_chain_pems[0].bytes())
+    assert seen["peer"] == server_leaf.public_bytes(serialization.Encoding.DER)
+
+
+@pytest.mark.parametrize("form", ["pyopenssl", "cryptography", "pem", "credential"])
+def test_each_form_is_sent(ca, server_cert, client_cert, client_der, form):
+    cert = x509.load_pem_x509_certificate(client_cert.cert_chain_pems[0].bytes())
+    key = serialization.load_pem_private_key(client_cert.private_key_pem.bytes(), None)
+    value = {
+        "pyopenssl": (crypto.X509.from_cryptography(cert), crypto.PKey.from_cryptography_key(key)),
+        "cryptography": (cert, key),
+        "pem": (client_cert.cert_chain_pems[0].bytes(), client_cert.private_key_pem.bytes()),
+        "credential": ccb.Credential.load(cert, key),
+    }[form]
+    ctx = client_context(ca)
+    ccb.set_client_cert_cb(ctx, lambda request: value)
+    pair = MemoryPair(server_context(ca, server_cert))
+    raw_pair_handshake(PyOpenSSLEnd(ctx), pair)
+    assert pair.peer_der() == client_der
+
+
+def test_socket_handshake_and_implicit_handshake_in_send(
+    ca, server_cert, credential, client_der, version
+):
+    ctx = client_context(ca, version)
+    ccb.set_client_cert_cb(ctx, lambda request: credential)
+    with SocketServer(server_context(ca, server_cert, version=version)) as server:
+        for explicit in (True, False):
+            sock = socket.create_connection(("127.0.0.1", server.port))
+            conn = SSL.Connection(ctx, sock)
+            conn.set_connect_state()
+            if explicit:
+                conn.do_handshake()
+            conn.sendall(b"!")  # without do_handshake, SSL_write runs the handshake
+            assert conn.recv(6) == b"hello\n"
+            conn.close()
+            sock.close()
+    assert server.received == [client_der, client_der]
+
+
+def test_not_called_when_server_does_not_ask(ca, server_cert, credential, version):
+    ctx = client_context(ca, version)
+    calls: list[int] = []
+    ccb.set_client_cert_cb(ctx, lambda request: calls.append(1) or credential)
+    pair = MemoryPair(server_context(ca, server_cert, version=version, verify=ssl.CERT_NONE))
+    raw_pair_handshake(PyOpenSSLEnd(ctx), pair)
+    assert calls == []
+    assert pair.peer_der() is None
+
+
+def test_not_called_when_certificate_configured(
+    ca, server_cert, client_cert, client_der, version, tmp_path
+):
+    ctx = client_context(ca, version)
+    client_cert.cert_chain_pems[0].write_to_path(str(tmp_path / "c.pem"))
+    client_cert.private_key_pem.write_to_path(str(tmp_path / "k.pem"))
+    ctx.use_certificate_file(str(tmp_path / "c.pem"))
+    ctx.use_privatekey_file(str(tmp_path / "k.pem"))
+    calls: list[int] = []
+    ccb.set_client_cert_cb(ctx, lambda request: calls.append(1))
+    pair = MemoryPair(server_context(ca, server_cert, version=version))
+    raw_pair_handshake(PyOpenSSLEnd(ctx), pair)
+    assert calls == []
+    assert pair.peer_der() == client_der
+
+
+def test_none_sends_no_certificate(ca, server_cert, version):
+    ctx = client_context(ca, version)
+    calls: list[int] = []
+    ccb.set_client_cert_cb(ctx, lambda request: calls.append(request.attempt))
+    pair = MemoryPair(server_context(ca, server_cert, version=version, verify=ssl.CERT_OPTIONAL))
+    raw_pair_handshake(PyOpenSSLEnd(ctx), pair)
+    assert calls == [1]
+    assert pair.peer_der() is None
+    refusing = MemoryPair(server_context(ca, server_cert, version=version))
+    with pytest.raises((ssl.SSLError, SSL.Error)):
+        raw_pair_handshake(PyOpenSSLEnd(ctx), refusing)
+
+
+def test_suspension_raises_pyopenssl_want_x509_lookup(
+    ca, server_cert, credential, client_der, version
+):
+    ctx = client_context(ca, version)
+    ccb.set_client_cert_cb(
+        ctx, lambda r: credential if r.attempt > 3 else -1 if r.attempt == 2 else _want()
+    )
+    pair = MemoryPair(server_context(ca, server_cert, version=version))
+    client = PyOpenSSLEnd(ctx)
+    suspensions = 0
+
+    def step() -> bool:
+        nonlocal suspensions
+        try:
+            return client.step()
+        except SSL.WantX509LookupError:
+            suspensions += 1
+            return False
+
+    def move() -> None:
+        pair.server_in.write(client.outgoing())
+        client.incoming(pair.server_out.read())
+
+    pump(step, pair.server_step, move)
+    client.write(b"x")
+    move()
+    assert pair.server.read(1) == b"x"
+    assert suspensions == 3
+    assert pair.peer_der() == client_der
+
+
+def _want() -> Any:
+    raise ccb.WantX509Lookup()
+
+
+class Boom(Exception):
+    pass
+
+
+def _explode(request: ccb.CertificateRequest) -> Any:
+    raise Boom("from the callback")
+
+
+def test_exception_reaches_do_handshake_and_the_handshake_stops(ca, server_cert, version):
+    ctx = client_context(ca, version)
+    ccb.set_client_cert_cb(ctx, _explode)
+    # An optional server would accept no certificate: the failure is the client's.
+    pair = MemoryPair(server_context(ca, server_cert, version=version, verify=ssl.CERT_OPTIONAL))
+    client = PyOpenSSLEnd(ctx)
+    with pytest.raises(Boom) as info:
+        raw_pair_handshake(client, pair)
+    assert "_explode" in [f.name for f in traceback.extract_tb(info.value.__traceback__)]
+    with pytest.raises(ValueError, match="handshake not done"):
+        pair.server.getpeercert(binary_form=True)
+    assert their_queue_is_empty()
+
+
+def test_exception_reaches_sendall_on_a_socket(ca, server_cert):
+    ctx = client_context(ca)
+    ccb.set_client_cert_cb(ctx, _explode)
+    with SocketServer(server_context(ca, server_cert)) as server:
+        sock = socket.create_connection(("127.0.0.1", server.port))
+        conn = SSL.Connection(ctx, sock)
+        conn.set_connect_state()
+        with pytest.raises(Boom):
+            conn.sendall(b"!")
+        sock.close()
+
+
+@pytest.mark.parametrize(
+    ("value", "kind", "message"),
+    [
+        ("nonsense", TypeError, "returned str"),
+        ((b"garbage", b"garbage"), ccb.Error, "not a PEM or DER certificate"),
+        ((1, 2, 3, 4), TypeError, "tuple of 4 items"),
+    ],
+    ids=["wrong type", "garbage", "four-tuple"],
+)
+def test_bad_returns_fail_clearly(ca, server_cert, value, kind, message):
+    ctx = client_context(ca)
+    ccb.set_client_cert_cb(ctx, lambda request: value)
+    pair = MemoryPair(server_context(ca, server_cert, verify=ssl.CERT_OPTIONAL))
+    with pytest.raises(kind, match=message):
+        raw_pair_handshake(PyOpenSSLEnd(ctx), pair)
+    assert their_queue_is_empty()
+
+
+def test_key_not_matching_fails(ca, server_cert, client_cert):
+    other_key = trustme.CA().issue_cert("x@example.org").private_key_pem.bytes()
+    ctx = client_context(ca)
+    ccb.set_client_cert_cb(ctx, lambda r: (client_cert.cert_chain_pems[0].bytes(), other_key))
+    pair = MemoryPair(server_context(ca, server_cert, verify=ssl.CERT_OPTIONAL))
+    with pytest.raises(ccb.Error, match="does not match"):
+        raw_pair_handshake(PyOpenSSLEnd(ctx), pair)
+
+
+def test_intermediate_chain_reaches_a_server_that_trusts_only_the_root(ca, server_cert, version):
+    intermediate = ca.create_child_ca()
+    leaf = intermediate.issue_cert("chained@example.org", common_name="chained")
+    leaf_pem = leaf.cert_chain_pems[0].bytes()
+    key_pem = leaf.private_key_pem.bytes()
+    server = server_context(ca, server_cert, version=version)  # trusts the root only
+
+    ctx = client_context(ca, version)
+    ccb.set_client_cert_cb(ctx, lambda request: (leaf_pem, key_pem))
+    with pytest.raises((ssl.SSLError, SSL.Error)):
+        raw_pair_handshake(PyOpenSSLEnd(ctx), MemoryPair(server))
+
+    ctx = client_context(ca, version)
+    ccb.set_client_cert_cb(
+        ctx, lambda request: (leaf_pem, key_pem, [intermediate.cert_pem.bytes()])
+    )
+    pair = MemoryPair(server)
+    raw_pair_handshake(PyOpenSSLEnd(ctx), pair)
+    assert pair.server.getpeercert()["subject"][-1] == (("commonName", "chained"),)
+
+
+def test_changing_a_used_context_is_refused_like_pyopenssl(ca, credential):
+    ctx = client_context(ca)
+    SSL.Connection(ctx, None)
+    if hasattr(ctx, "_used"):  # pyOpenSSL 26 and later refuse; so do we
+        with pytest.raises(ValueError, match="cannot be mutated"):
+            ctx.set_cipher_list(b"DEFAULT")
+        with pytest.raises(ValueError, match="cannot be mutated"):
+            ccb.set_client_cert_cb(ctx, lambda request: credential)
+    else:  # older pyOpenSSL allows it; so do we
+        ccb.set_client_cert_cb(ctx, lambda request: credential)
+        assert ccb.get_client_cert_cb(ctx) is not None
+
+
+def test_callable_lives_exactly_as_long_as_the_context(ca, credential):
+    class Chooser:
+        def __call__(self, request: ccb.CertificateRequest) -> Any:
+            return credential
+
+    ctx = client_context(ca)
+    chooser = Chooser()
+    ref = weakref.ref(chooser)
+    ccb.set_client_cert_cb(ctx, chooser)
+    del chooser
+    gc.collect()
+    assert ref() is not None
+    del ctx
+    gc.collect()
+    assert ref() is None
+
+
+def test_clear_and_replace(ca, server_cert, credential, client_der):
+    ctx = client_context(ca)
+    ccb.set_client_cert_cb(ctx, lambda request: None)
+    ccb.set_client_cert_cb(ctx, None)
+    assert ccb.get_client_cert_cb(ctx) is None
+    pair = MemoryPair(server_context(ca, server_cert, verify=ssl.CERT_OPTIONAL))
+    raw_pair_handshake(PyOpenSSLEnd(ctx), pair)  # cleared: nothing is called
+    assert pair.peer_der() is None
+
+    ctx = client_context(ca)
+    ccb.set_client_cert_cb(ctx, lambda request: None)
+
+    def second(request: ccb.CertificateRequest) -> Any:
+        return credential
+
+    ccb.set_client_cert_cb(ctx, second)
+    assert ccb.get_client_cert_cb(ctx) is second
+    pair = MemoryPair(server_context(ca, server_cert))
+    raw_pair_handshake(PyOpenSSLEnd(ctx), pair)
+    assert pair.peer_der() == client_der
+
+
+def test_ssl_ctx_and_c_pointers_follow_the_route(ca):
+    ctx = client_context(ca)
+    pointer = ccb.ffi.cast("int (*)(SSL *, X509 **, EVP_PKEY **)", 0x1000)
+    if ccb.pyopenssl_route() == pyopenssl.BUNDLED:
+        with pytest.raises(ccb.Error, match="bundled"):
+            ccb.ssl_ctx(ctx)
+        with pytest.raises(ccb.Error, match="cannot run on pyOpenSSL's bundled OpenSSL"):
+            ccb.set_client_cert_cb(ctx, pointer)
+    else:
+        raw = ccb.ssl_ctx(ctx)
+        from OpenSSL._util import ffi as their_ffi
+
+        assert int(ccb.ffi.cast("uintptr_t", raw)) == int(their_ffi.cast("uintptr_t", ctx._context))
+        ccb.set_client_cert_cb(ctx, pointer)  # installed as it is, never called here
+        assert ccb.get_client_cert_cb(ctx) is pointer
+        ccb.set_client_cert_cb(ctx, None)
