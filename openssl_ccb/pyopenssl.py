@@ -200,16 +200,17 @@ def _set_bundled(context: Any, callback: Any) -> None:
             "a C callback built for openssl-ccb's libssl cannot run on pyOpenSSL's "
             "bundled OpenSSL; give a Python callable"
         )
+    state = _bundled.get(context)
     if callback is None:
         their_lib.SSL_CTX_set_cert_cb(context._context, their_ffi.NULL, their_ffi.NULL)
-        _bundled.pop(context, None)
+        if state is not None:
+            # Each SSL copied cert_cb and its argument when it was made: the
+            # state stays (answering "no certificate") until the Context goes.
+            state.callback = None
         return
-    state = _bundled.get(context)
-    if state is not None:
-        state.callback = callback
-        return
-    state = _BundledState(context, callback)
-    _bundled[context] = state
+    if state is None:
+        state = _bundled[context] = _BundledState(context, callback)
+    state.callback = callback
     their_lib.SSL_CTX_set_cert_cb(
         context._context,
         their_ffi.cast("int (*)(SSL *, void *)", _CERT_CB),

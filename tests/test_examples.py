@@ -12,6 +12,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 EXPECTED = {
     "demo.py": "server received: alice at Globex (issued by Globex)",
+    "pyopenssl_client.py": "server says: hello carol",
     "raw_control.py": "server verified the client: True",
     "suspend_resume.py": "server says: hello fetched late",
     "urllib3_client.py": "200 hello bob",

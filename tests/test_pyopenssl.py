@@ -355,3 +355,60 @@ def test_ssl_ctx_and_c_pointers_follow_the_route(ca):
         ccb.set_client_cert_cb(ctx, pointer)  # installed as it is, never called here
         assert ccb.get_client_cert_cb(ctx) is pointer
         ccb.set_client_cert_cb(ctx, None)
+
+
+def test_clearing_while_a_connection_is_suspended(ca, server_cert, client_der):
+    """Connections keep what they were made with; clearing must not leave them
+    a dangling callback (each bundled SSL copied cert_cb and its argument)."""
+    ctx = client_context(ca)
+    ccb.set_client_cert_cb(ctx, lambda request: _want() if request.attempt == 1 else None)
+    pair = MemoryPair(server_context(ca, server_cert, verify=ssl.CERT_OPTIONAL))
+    client = PyOpenSSLEnd(ctx)
+    suspended = False
+    refused = hasattr(ctx, "_used")  # pyOpenSSL 26+: no changes once used
+
+    def step() -> bool:
+        nonlocal suspended
+        try:
+            return client.step()
+        except SSL.WantX509LookupError:
+            if suspended:
+                raise
+            suspended = True
+            if refused:
+                with pytest.raises(ValueError, match="cannot be mutated"):
+                    ccb.set_client_cert_cb(ctx, None)
+            else:
+                ccb.set_client_cert_cb(ctx, None)
+            gc.collect()
+            return False
+
+    def move() -> None:
+        pair.server_in.write(client.outgoing())
+        client.incoming(pair.server_out.read())
+
+    pump(step, pair.server_step, move)
+    assert suspended
+    assert pair.peer_der() is None  # cleared, or the callback said none
+
+
+def test_context_at_a_reused_address_inherits_nothing(ca, credential):
+    from OpenSSL._util import ffi as their_ffi
+
+    def address(ctx: SSL.Context) -> int:
+        return int(their_ffi.cast("uintptr_t", ctx._context))
+
+    old = client_context(ca)
+    ccb.set_client_cert_cb(old, lambda request: credential)
+    freed = address(old)
+    del old
+    gc.collect()
+    kept = []
+    for _ in range(1000):
+        candidate = SSL.Context(SSL.TLS_CLIENT_METHOD)
+        if address(candidate) == freed:
+            assert ccb.get_client_cert_cb(candidate) is None
+            break
+        kept.append(candidate)
+    else:
+        raise AssertionError("the allocator never reused the address")
