@@ -38,6 +38,7 @@ typedef ... X509_STORE_CTX;
 typedef int pem_password_cb(char *, int, int, void *);
 typedef ... openssl_ccb_X509_NAME_STACK;
 typedef ... openssl_ccb_X509_STACK;
+typedef ... PKCS12;
 
 /* int (*client_cert_cb)(SSL *ssl, X509 **x509, EVP_PKEY **pkey) */
 typedef int (*openssl_ccb_client_cert_cb_t)(SSL *, X509 **, EVP_PKEY **);
@@ -74,6 +75,19 @@ static const long SSL_OP_NO_TICKET;
 static const long SSL_OP_NO_RENEGOTIATION;
 
 static const int X509_V_OK;
+
+static const int EVP_PKEY_RSA;
+static const int EVP_PKEY_RSA_PSS;
+static const int EVP_PKEY_EC;
+static const int EVP_PKEY_ED25519;
+static const int EVP_PKEY_ED448;
+static const int EVP_PKEY_DSA;
+static const int NID_X9_62_prime256v1;
+static const int NID_secp384r1;
+static const int NID_secp521r1;
+static const int NID_brainpoolP256r1;
+static const int NID_brainpoolP384r1;
+static const int NID_brainpoolP512r1;
 static const unsigned long XN_FLAG_RFC2253;
 static const unsigned long ASN1_STRFLGS_ESC_MSB;
 """
@@ -144,6 +158,7 @@ int SSL_set1_host(SSL *, const char *);
 void SSL_set_verify(SSL *, int, int (*)(int, X509_STORE_CTX *));
 long SSL_get_verify_result(const SSL *);
 X509 *SSL_get_certificate(const SSL *);
+openssl_ccb_X509_STACK *SSL_get_peer_cert_chain(const SSL *);
 EVP_PKEY *SSL_get_privatekey(const SSL *);
 int SSL_use_certificate(SSL *, X509 *);
 int SSL_use_PrivateKey(SSL *, EVP_PKEY *);
@@ -194,6 +209,12 @@ EVP_PKEY *PEM_read_bio_PrivateKey(BIO *, EVP_PKEY **, pem_password_cb *, void *)
 void EVP_PKEY_free(EVP_PKEY *);
 int EVP_PKEY_up_ref(EVP_PKEY *);
 int EVP_PKEY_bits(const EVP_PKEY *);
+int EVP_PKEY_base_id(const EVP_PKEY *);
+
+PKCS12 *d2i_PKCS12_bio(BIO *, PKCS12 **);
+int PKCS12_parse(PKCS12 *, const char *, EVP_PKEY **, X509 **, openssl_ccb_X509_STACK **);
+void PKCS12_free(PKCS12 *);
+void openssl_ccb_free_x509_stack(openssl_ccb_X509_STACK *);
 int i2d_PrivateKey(const EVP_PKEY *, unsigned char **);
 
 /* The error queue */
@@ -228,6 +249,7 @@ int openssl_ccb_attempts(const SSL *);
 X509 *openssl_ccb_get1_peer_certificate(const SSL *);
 long openssl_ccb_set1_chain(SSL *, openssl_ccb_X509_STACK *);
 int openssl_ccb_password_cb(char *, int, int, void *);
+int openssl_ccb_ec_curve(const EVP_PKEY *);
 openssl_ccb_client_cert_cb_t openssl_ccb_trampoline(void);
 void *openssl_ccb_address(const char *);
 void *SSL_get_app_data(const SSL *);
@@ -243,6 +265,9 @@ SOURCE = r"""
 #include <openssl/x509v3.h>
 #include <openssl/pem.h>
 #include <openssl/err.h>
+#include <openssl/pkcs12.h>
+#include <openssl/ec.h>
+#include <openssl/objects.h>
 
 #if OPENSSL_VERSION_NUMBER < 0x10101000L || defined(LIBRESSL_VERSION_NUMBER)
 #error "openssl-ccb needs OpenSSL 1.1.1 or newer"
@@ -354,6 +379,26 @@ static void *openssl_ccb_address(const char *name)
     if (strcmp(name, "EVP_PKEY_free") == 0)
         return (void *)&EVP_PKEY_free;
     return NULL;
+}
+
+/* The curve of an EC key as a NID, or NID_undef. */
+static int openssl_ccb_ec_curve(const EVP_PKEY *pkey)
+{
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+    char name[80];
+    size_t len = 0;
+    if (EVP_PKEY_get_group_name(pkey, name, sizeof(name), &len) != 1)
+        return NID_undef;
+    return OBJ_txt2nid(name);
+#else
+    const EC_KEY *ec = EVP_PKEY_get0_EC_KEY((EVP_PKEY *)pkey);
+    return ec == NULL ? NID_undef : EC_GROUP_get_curve_name(EC_KEY_get0_group(ec));
+#endif
+}
+
+static void openssl_ccb_free_x509_stack(openssl_ccb_X509_STACK *stack)
+{
+    sk_X509_pop_free(stack, X509_free);
 }
 
 /* A PEM pass phrase from userdata (a NUL-terminated string), never from the

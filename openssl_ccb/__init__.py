@@ -13,6 +13,7 @@ from .errors import Error, WantRead, WantWrite, WantX509Lookup
 from .foreign import ForeignCallback
 from .pyopenssl import route as pyopenssl_route
 from .request import CertificateRequest
+from .selection import Wallet
 from .stdlib import SSLWantX509Lookup
 
 __version__ = "0.1.0"
@@ -23,6 +24,7 @@ __all__ = [
     "Error",
     "ForeignCallback",
     "SSLWantX509Lookup",
+    "Wallet",
     "WantRead",
     "WantWrite",
     "WantX509Lookup",

@@ -66,6 +66,53 @@ class Credential:
             [load_certificate(item, what=f"chain item {i}") for i, item in enumerate(chain)],
         )
 
+    @classmethod
+    def from_pkcs12(cls, data_or_path: Any, password: Password = None) -> Credential:
+        """A credential from a PKCS#12 (.p12/.pfx) file or its bytes, chain included.
+
+        The chain is the path from the leaf up through the bundled CA
+        certificates, without a self-signed root; unrelated extras are left out.
+        """
+        what = "PKCS#12"
+        if isinstance(data_or_path, (str, os.PathLike)):
+            what = f"PKCS#12 file {os.fspath(data_or_path)!r}"
+        data = _encoded(data_or_path, what)
+        if data is None:
+            raise TypeError(f"{what}: expected bytes or a path, got {type(data_or_path).__name__}")
+        bio = ffi.gc(lib.BIO_new_mem_buf(data, len(data)), lib.BIO_free)
+        p12 = lib.d2i_PKCS12_bio(bio, ffi.NULL)
+        if p12 == ffi.NULL:
+            raise error_from_queue(f"{what} is not PKCS#12")
+        p12 = ffi.gc(p12, lib.PKCS12_free)
+        key = ffi.new("EVP_PKEY **")
+        cert = ffi.new("X509 **")
+        cas = ffi.new("openssl_ccb_X509_STACK **")
+        phrase = ffi.NULL if password is None else ffi.new("char[]", _bytes(password))
+        if lib.PKCS12_parse(p12, phrase, key, cert, cas) != 1:
+            exc = error_from_queue(f"cannot open {what}")
+            reasons = " ".join(reason for _, reason, _ in exc.errors)
+            if "mac verify failure" in reasons:
+                raise Error(f"wrong password for {what}") from None
+            if "unsupported" in reasons:
+                raise Error(f"{what} uses an algorithm this OpenSSL does not enable (legacy?)")
+            raise exc
+        # PKCS12_parse hands us one reference to each; ffi.gc owns them now.
+        extras = []
+        if cas[0] != ffi.NULL:
+            for i in range(lib.sk_X509_num(cas[0])):
+                item = lib.sk_X509_value(cas[0], i)
+                lib.X509_up_ref(item)
+                extras.append(ffi.gc(item, lib.X509_free))
+            lib.openssl_ccb_free_x509_stack(cas[0])
+        if cert[0] == ffi.NULL or key[0] == ffi.NULL:
+            if cert[0] != ffi.NULL:
+                lib.X509_free(cert[0])
+            if key[0] != ffi.NULL:
+                lib.EVP_PKEY_free(key[0])
+            raise Error(f"{what} holds no certificate with its private key")
+        leaf = ffi.gc(cert[0], lib.X509_free)
+        return cls(leaf, ffi.gc(key[0], lib.EVP_PKEY_free), _path_from(leaf, extras))
+
     @property
     def certificate(self) -> bytes:
         """The leaf certificate, DER."""
@@ -139,6 +186,30 @@ def _i2d_x509(x509: Any) -> bytes:
     buf = ffi.new("unsigned char[]", size)
     lib.i2d_X509(x509, ffi.new("unsigned char **", buf))
     return bytes(ffi.buffer(buf, size))
+
+
+def _bytes(value: str | bytes) -> bytes:
+    return value.encode() if isinstance(value, str) else value
+
+
+def _path_from(leaf: Any, pool: list[Any]) -> list[Any]:
+    """The chain from ``leaf`` up through ``pool``, stopping before a self-signed root."""
+    chain: list[Any] = []
+    current = leaf
+    while True:
+        issuer = next(
+            (
+                c
+                for c in pool
+                if c not in chain and lib.X509_check_issued(c, current) == lib.X509_V_OK
+            ),
+            None,
+        )
+        if issuer is None or lib.X509_check_issued(issuer, issuer) == lib.X509_V_OK:
+            drain_error_queue()
+            return chain
+        chain.append(issuer)
+        current = issuer
 
 
 def _stack_of(certs: list[Any]) -> Any:
@@ -242,7 +313,7 @@ def load_private_key(obj: KeyLike, password: Password = None) -> Any:
     if b"-----BEGIN" in data:
         phrase = ffi.NULL
         if password is not None:
-            phrase = ffi.new("char[]", password.encode() if isinstance(password, str) else password)
+            phrase = ffi.new("char[]", _bytes(password))
         bio = ffi.gc(lib.BIO_new_mem_buf(data, len(data)), lib.BIO_free)
         key = lib.PEM_read_bio_PrivateKey(bio, ffi.NULL, _PASSWORD_CB, phrase)
     else:

@@ -29,10 +29,10 @@ from typing import Any, Callable
 
 from . import driving
 from ._binding import ffi, lib
-from .credential import Credential, name_to_string
+from .credential import Credential
 from .errors import Error, WantX509Lookup, drain_error_queue
 from .libssl_proof import our_version, shares_our_libssl
-from .request import CertificateRequest
+from .request import CertificateRequest, _name_string
 from .return_codes import SEND_NONE, SUSPEND, interpret
 from .trampoline import install, installed
 
@@ -247,12 +247,7 @@ class BundledCertificateRequest(CertificateRequest):
 
     @property
     def acceptable_ca_names(self) -> list[str]:
-        names = []
-        for der in self.acceptable_cas:  # parsed by our libcrypto, from bytes
-            cursor = ffi.new("unsigned char **", ffi.from_buffer(der))
-            name = ffi.gc(lib.d2i_X509_NAME(ffi.NULL, cursor, len(der)), lib.X509_NAME_free)
-            names.append(name_to_string(name))
-        return names
+        return [_name_string(der) for der in self.acceptable_cas]  # parsed here, from bytes
 
     @property
     def signature_algorithms(self) -> list[str]:

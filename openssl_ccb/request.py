@@ -11,7 +11,7 @@ from typing import Any
 
 from ._binding import ffi, lib
 from .credential import _i2d_x509, name_to_string
-from .errors import Error
+from .errors import Error, error_from_queue
 
 # TLS SignatureScheme code points (IANA registry) to their names.
 SIGNATURE_SCHEMES = {
@@ -39,6 +39,7 @@ SIGNATURE_SCHEMES = {
     0x0402: "dsa_sha256",
     0x0502: "dsa_sha384",
     0x0602: "dsa_sha512",
+    0x0202: "dsa_sha1",
 }
 
 
@@ -49,14 +50,28 @@ def _i2d_name(name: Any) -> bytes:
     return bytes(ffi.buffer(buf, max(size, 0)))
 
 
+def _d2i_name(der: bytes) -> Any:
+    cursor = ffi.new("unsigned char **", ffi.from_buffer(der))
+    name = lib.d2i_X509_NAME(ffi.NULL, cursor, len(der))
+    if name == ffi.NULL:
+        raise error_from_queue("the server sent a CA name that cannot be parsed")
+    return ffi.gc(name, lib.X509_NAME_free)
+
+
+def _name_string(der: bytes) -> str:
+    """A DER-encoded name as an RFC 4514 string."""
+    return name_to_string(_d2i_name(der))
+
+
 class CertificateRequest:
     """The server's certificate request, read lazily from the connection."""
 
-    __slots__ = ("_call", "_ssl", "attempt")
+    __slots__ = ("_call", "_parsed_cas", "_ssl", "attempt")
 
     def __init__(self, ssl: Any, attempt: int, call: Any) -> None:
         self._ssl = ssl
         self._call = call
+        self._parsed_cas: list[tuple[bytes, Any]] | None = None
         self.attempt: int = attempt
         """1 on the first call for this connection, 2 after one suspension, ..."""
 
@@ -67,7 +82,7 @@ class CertificateRequest:
             raise Error("a CertificateRequest is valid only while the callback runs")
         return self._ssl
 
-    def _names(self) -> list[Any]:
+    def _peer_ca_names(self) -> list[Any]:
         stack = lib.SSL_get_client_CA_list(self.ssl)
         if stack == ffi.NULL:
             return []
@@ -76,12 +91,12 @@ class CertificateRequest:
     @property
     def acceptable_cas(self) -> list[bytes]:
         """DER-encoded names of the CAs the server accepts, in its order."""
-        return [_i2d_name(name) for name in self._names()]
+        return [_i2d_name(name) for name in self._peer_ca_names()]
 
     @property
     def acceptable_ca_names(self) -> list[str]:
         """The acceptable CAs as RFC 4514 strings."""
-        return [name_to_string(name) for name in self._names()]
+        return [name_to_string(name) for name in self._peer_ca_names()]
 
     @property
     def signature_algorithms(self) -> list[str]:
@@ -120,8 +135,27 @@ class CertificateRequest:
     @property
     def connection(self) -> Any:
         """The user's connection object driving this handshake, or None."""
-        self.ssl  # noqa: B018 (valid only during the call)
+        if self._ssl is None:
+            self.ssl  # noqa: B018 (raises: valid only during the call)
         return None if self._call is None else self._call.connection
+
+    def supports(self, credential_or_cert: Any, key: Any = None, chain: Any = ()) -> bool:
+        """Whether the server could accept this certificate.
+
+        True when its key can sign with one of ``signature_algorithms`` and, if
+        the server named acceptable CAs, the certificate or one of its chain
+        was issued by one of them. Takes a ``Credential``, or a certificate
+        (with its key, or its public key is used) in any accepted form.
+        """
+        from .selection import supports
+
+        return supports(self, credential_or_cert, key, chain)
+
+    def _acceptable_names(self) -> list[tuple[bytes, Any]]:
+        """The acceptable CAs as (DER, parsed X509_NAME *), parsed once per request."""
+        if self._parsed_cas is None:
+            self._parsed_cas = [(der, _d2i_name(der)) for der in self.acceptable_cas]
+        return self._parsed_cas
 
     def __repr__(self) -> str:
         if self._ssl is None:

@@ -1,0 +1,94 @@
+"""Certificates made to order (key types, names, intermediates) with cryptography."""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+
+import openssl_ccb as ccb
+
+
+@dataclass
+class Issued:
+    cert: x509.Certificate
+    key: Any
+
+    @property
+    def pem(self) -> bytes:
+        return self.cert.public_bytes(serialization.Encoding.PEM)
+
+    @property
+    def key_pem(self) -> bytes:
+        return self.key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+    @property
+    def der(self) -> bytes:
+        return self.cert.public_bytes(serialization.Encoding.DER)
+
+    def credential(self, *chain: Issued) -> ccb.Credential:
+        return ccb.Credential.load(self.cert, self.key, [c.cert for c in chain])
+
+
+def new_key(kind: str) -> Any:
+    if kind == "rsa":
+        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return ec.generate_private_key({"ec": ec.SECP256R1(), "p384": ec.SECP384R1()}[kind])
+
+
+def name(*parts: tuple[Any, str]) -> x509.Name:
+    return x509.Name([x509.NameAttribute(oid, value) for oid, value in parts])
+
+
+def issue(
+    subject: x509.Name | str,
+    issuer: Issued | None = None,
+    *,
+    ca: bool = False,
+    key: str = "ec",
+) -> Issued:
+    """A CA (``ca=True``) or leaf certificate; self-signed when ``issuer`` is None."""
+    if isinstance(subject, str):
+        subject = name((NameOID.COMMON_NAME, subject))
+    private = new_key(key)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer.cert.subject if issuer else subject)
+        .public_key(private.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if ca:
+        usage = dict(key_cert_sign=True, crl_sign=True, digital_signature=True)
+    else:
+        usage = dict(key_cert_sign=False, crl_sign=False, digital_signature=True)
+        builder = builder.add_extension(
+            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+        )
+    builder = builder.add_extension(
+        x509.KeyUsage(
+            content_commitment=False,
+            key_encipherment=False,
+            data_encipherment=False,
+            key_agreement=False,
+            encipher_only=False,
+            decipher_only=False,
+            **usage,
+        ),
+        critical=True,
+    )
+    signer = issuer.key if issuer else private
+    return Issued(builder.sign(signer, hashes.SHA256()), private)
