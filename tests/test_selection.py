@@ -11,7 +11,7 @@ from certs import Issued, issue, name
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
-from tlsutil import MemoryPair, RawEnd, client_context, pump, raw_client_ctx
+from tlsutil import MemoryPair, RawEnd, client_context, pump, raw_client_ctx, selecting_server
 
 import openssl_ccb as ccb
 from openssl_ccb import ffi, lib
@@ -35,31 +35,6 @@ def pki() -> dict[str, Issued]:
         "via_inter": issue("leaf via A1", inter),
         "via_inter2": issue("leaf via A2", inter2),
     }
-
-
-def selecting_server(
-    server_cert: Any,
-    *,
-    trust: tuple[Issued, ...],
-    names: tuple[Issued, ...] = (),
-    sigalgs: str | None = None,
-    version: str = "TLSv1.3",
-    verify: ssl.VerifyMode = ssl.CERT_REQUIRED,
-) -> ssl.SSLContext:
-    """A standard-library server; CA names and sigalgs set through its SSL_CTX *."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server_cert.configure_cert(ctx)
-    ctx.verify_mode = verify
-    ctx.load_verify_locations(cadata="".join(t.pem.decode() for t in trust))
-    tls = {"TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}[version]
-    ctx.minimum_version = ctx.maximum_version = tls
-    pointer = ccb.ssl_ctx(ctx)
-    for ca in names:
-        x509 = ccb.credential.load_certificate(ca.der)
-        assert lib.SSL_CTX_add_client_CA(pointer, x509) == 1
-    if sigalgs:
-        assert lib.SSL_CTX_set1_client_sigalgs_list(pointer, sigalgs.encode()) == 1
-    return ctx
 
 
 def handshake_with(server: ssl.SSLContext, ca: Any, callback: Any, **wrap: Any) -> MemoryPair:

@@ -42,6 +42,31 @@ def server_context(
     return ctx
 
 
+def selecting_server(
+    server_cert: Any,
+    *,
+    trust: tuple[Any, ...],
+    names: tuple[Any, ...] = (),
+    sigalgs: str | None = None,
+    version: str = "TLSv1.3",
+    verify: ssl.VerifyMode = ssl.CERT_REQUIRED,
+) -> ssl.SSLContext:
+    """A standard-library server; CA names and sigalgs set through its SSL_CTX *."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_cert.configure_cert(ctx)
+    ctx.verify_mode = verify
+    ctx.load_verify_locations(cadata="".join(t.pem.decode() for t in trust))
+    tls = {"TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}[version]
+    ctx.minimum_version = ctx.maximum_version = tls
+    pointer = ccb.ssl_ctx(ctx)
+    for ca in names:
+        x509 = ccb.credential.load_certificate(ca.der)
+        assert lib.SSL_CTX_add_client_CA(pointer, x509) == 1
+    if sigalgs:
+        assert lib.SSL_CTX_set1_client_sigalgs_list(pointer, sigalgs.encode()) == 1
+    return ctx
+
+
 def client_context(ca: Any, *, version: str | None = None) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ca.configure_trust(ctx)
@@ -232,8 +257,9 @@ def raw_pair_handshake(client: RawEnd | PyOpenSSLEnd, pair: MemoryPair) -> None:
 class SocketServer:
     """A loopback TLS server thread that records what each client presented."""
 
-    def __init__(self, ctx: ssl.SSLContext) -> None:
+    def __init__(self, ctx: ssl.SSLContext, reply: bytes = b"hello\n") -> None:
         self.ctx = ctx
+        self.reply = reply
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.listener.settimeout(10)
         self.port = self.listener.getsockname()[1]
@@ -267,7 +293,7 @@ class SocketServer:
                 try:
                     with self.ctx.wrap_socket(sock, server_side=True) as tls:
                         self.received.append(tls.getpeercert(binary_form=True))
-                        tls.sendall(b"hello\n")
+                        tls.sendall(self.reply)
                         tls.recv(1)
                 except (OSError, ssl.SSLError) as exc:
                     self.errors.append(exc)
