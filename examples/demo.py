@@ -45,24 +45,24 @@ def main() -> None:
     thread = threading.Thread(target=serve)
     thread.start()
 
-    # The client: two certificates, chosen between at handshake time.
-    wallet = []
+    # The client: a wallet of two certificates, chosen between at handshake time.
+    credentials = []
     for name in ("Acme", "Globex"):
         leaf = cas[name].issue_cert("alice@example.org", common_name=f"alice at {name}")
-        wallet.append(
-            ccb.Credential.load(leaf.cert_chain_pems[0].bytes(), leaf.private_key_pem.bytes())
-        )
+        pem = leaf.cert_chain_pems[0].bytes(), leaf.private_key_pem.bytes()
+        credentials.append(ccb.Credential.load(*pem))
+    wallet = ccb.Wallet(credentials)
+    print("client wallet:")
+    for credential in wallet:
+        print(f"    {credential.subject}")
 
     def choose(request: ccb.CertificateRequest) -> ccb.Credential | None:
         print(f"server asked ({request.version}) for a certificate from:")
         for name in request.acceptable_ca_names:
             print(f"    {name}")
-        for credential in wallet:
-            if credential.issuer in request.acceptable_ca_names:
-                print(f"callback chose: {credential.subject}")
-                return credential
-        print("callback chose: nothing fits, no certificate")
-        return None
+        chosen = wallet.choose(request)  # the first that request.supports()
+        print(f"callback chose: {chosen.subject if chosen else 'nothing fits, no certificate'}")
+        return chosen
 
     client_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     server_ca.configure_trust(client_ctx)
