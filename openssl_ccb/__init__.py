@@ -8,7 +8,7 @@
 from ._binding import ffi, lib
 from .callbacks import get_client_cert_cb, set_client_cert_cb, ssl_ctx
 from .credential import Credential
-from .driving import do_handshake
+from .driving import do_handshake, read, write
 from .errors import Error, WantRead, WantWrite, WantX509Lookup
 from .foreign import ForeignCallback
 from .pyopenssl import route as pyopenssl_route
@@ -33,6 +33,8 @@ __all__ = [
     "get_client_cert_cb",
     "lib",
     "pyopenssl_route",
+    "read",
     "set_client_cert_cb",
     "ssl_ctx",
+    "write",
 ]

@@ -140,6 +140,38 @@ def do_handshake(ssl: Any) -> None:
         raise_for(ssl, ret, call, "SSL_do_handshake")
 
 
+def read(ssl: Any, size: int) -> bytes:
+    """``SSL_read`` up to ``size`` bytes, translated like ``do_handshake``.
+
+    A certificate request that arrives after the handshake (TLS 1.3
+    post-handshake authentication, TLS 1.2 renegotiation) runs the callback
+    inside this call, so its outcome surfaces here.
+    """
+    _check_ssl(ssl)
+    buf = ffi.new("char[]", size)
+    call = push(None, ssl)
+    try:
+        ret = lib.SSL_read(ssl, buf, size)
+    finally:
+        pop(call)
+    if ret <= 0:
+        raise_for(ssl, ret, call, "SSL_read")
+    return bytes(ffi.buffer(buf, ret))
+
+
+def write(ssl: Any, data: bytes) -> int:
+    """``SSL_write``, translated like ``do_handshake``; returns the bytes written."""
+    _check_ssl(ssl)
+    call = push(None, ssl)
+    try:
+        ret = lib.SSL_write(ssl, data, len(data))
+    finally:
+        pop(call)
+    if ret <= 0:
+        raise_for(ssl, ret, call, "SSL_write")
+    return int(ret)
+
+
 def _check_ssl(ssl: Any) -> None:
     if not isinstance(ssl, ffi.CData) or ffi.typeof(ssl) is not _SSL_P:
         raise TypeError(f"expected an SSL * from openssl_ccb.ffi, got {ssl!r}")

@@ -109,12 +109,13 @@ def live_contexts() -> int:
 
 
 @ffi.def_extern()  # type: ignore[untyped-decorator]
-def openssl_ccb_release(handle: Any, _live: dict[int, Any] = _live) -> None:
-    # Called by SSL_CTX_free, possibly late in interpreter shutdown: touch
-    # nothing but the default argument.
-    kept = _live.pop(int(ffi.cast("uintptr_t", handle)), None)
+def openssl_ccb_release(handle: Any, _live: dict[int, Any] = _live, _ffi: Any = ffi) -> None:
+    # Called by SSL_CTX_free, possibly late in interpreter shutdown when module
+    # globals are gone: touch nothing but the default arguments.
+    kept = _live.pop(int(_ffi.cast("uintptr_t", handle)), None)
     if kept is not None:
-        ffi.from_handle(kept).callback = None
+        state = _ffi.from_handle(kept)
+        state.callback = state.pointer = None
 
 
 @ffi.def_extern(error=SUSPEND)  # type: ignore[untyped-decorator]

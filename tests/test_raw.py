@@ -221,3 +221,56 @@ def test_callback_exception_without_a_driver_is_reported_not_swallowed(
     assert outcome == lib.SSL_ERROR_WANT_X509_LOOKUP
     assert [type(r.exc_value) for r in reported] == [RuntimeError]
     assert str(reported[0].exc_value) == "nobody is listening"
+
+
+def _pha_pair(ca: Any, server_cert: Any, callback: Any) -> tuple[RawEnd, MemoryPair]:
+    """A TLS 1.3 raw client that allows post-handshake auth, already connected
+    to a server that has not asked for a certificate yet."""
+    sctx = server_context(ca, server_cert, version="TLSv1.3")
+    sctx.post_handshake_auth = True  # the request comes later, on demand
+    pair = MemoryPair(sctx)
+    ctx = raw_client_ctx(ca, version="TLSv1.3")
+    ccb.set_client_cert_cb(ctx, callback)
+    client = RawEnd(ctx)
+    lib.SSL_set_post_handshake_auth(client.ssl, 1)
+    raw_pair_handshake(client, pair)
+    pair.server.verify_client_post_handshake()
+    pair.server.write(b"later")  # carries the CertificateRequest
+    client.incoming(pair.server_out.read())
+    return client, pair
+
+
+def test_post_handshake_request_is_answered_inside_ccb_read(
+    ca, server_cert, credential, client_der
+):
+    calls = []
+    client, pair = _pha_pair(ca, server_cert, lambda r: calls.append(r.version) or credential)
+    assert calls == []
+    assert ccb.read(client.ssl, 5) == b"later"  # the callback ran in here
+    assert calls == ["TLSv1.3"]
+    assert ccb.write(client.ssl, b"!") == 1
+    pair.server_in.write(client.outgoing())
+    assert pair.server.read(1) == b"!"
+    assert pair.peer_der() == client_der
+
+
+def test_post_handshake_exception_surfaces_from_ccb_read(ca, server_cert):
+    def explode(request: ccb.CertificateRequest) -> Any:
+        raise LookupError("no certificate for later")
+
+    client, _ = _pha_pair(ca, server_cert, explode)
+    with pytest.raises(LookupError, match="no certificate for later") as info:
+        ccb.read(client.ssl, 5)
+    assert "explode" in [f.name for f in traceback.extract_tb(info.value.__traceback__)]
+    assert lib.ERR_peek_error() == 0
+
+
+def test_post_handshake_suspension_surfaces_from_ccb_read(ca, server_cert, credential, client_der):
+    client, pair = _pha_pair(ca, server_cert, lambda r: credential if r.attempt > 1 else -1)
+    with pytest.raises(ccb.WantX509Lookup):
+        ccb.read(client.ssl, 5)
+    assert ccb.read(client.ssl, 5) == b"later"
+    ccb.write(client.ssl, b"!")
+    pair.server_in.write(client.outgoing())
+    assert pair.server.read(1) == b"!"
+    assert pair.peer_der() == client_der
