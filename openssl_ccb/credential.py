@@ -224,10 +224,14 @@ def _stack_of(certs: list[Any]) -> Any:
 # --- parsing -----------------------------------------------------------------
 
 
-def _encoded(obj: Any, what: str, password: Password = None) -> bytes | None:
+def _encoded(obj: Any, what: str) -> bytes | None:
     """The bytes of a certificate or key given in any non-cdata form, or None."""
     if isinstance(obj, (bytes, bytearray, memoryview)):
         return bytes(obj)
+    if isinstance(obj, str) and "-----BEGIN" in obj:
+        # PEM text given as str: take it as such, and never echo it as a
+        # "path" in an error message (it may be a private key).
+        return obj.encode("ascii", "replace")
     if isinstance(obj, (str, os.PathLike)):
         try:
             with open(obj, "rb") as f:
@@ -335,8 +339,8 @@ _cache: OrderedDict[tuple[Any, ...], tuple[tuple[Any, ...], Credential]] = Order
 
 def _identity(obj: Any) -> Any:
     """A cache key that stays true as long as the cache entry holds ``obj``."""
-    if isinstance(obj, bytes):
-        return ("bytes", obj)
+    if isinstance(obj, bytes) or (isinstance(obj, str) and "-----BEGIN" in obj):
+        return ("data", obj)
     if isinstance(obj, (str, os.PathLike)):
         path = os.fspath(obj)
         st = os.stat(path)

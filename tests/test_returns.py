@@ -217,3 +217,18 @@ def test_cdata_from_another_ffi_is_refused(client_cert):
         ccb.Credential.load(foreign, client_cert.private_key_pem.bytes())
     with pytest.raises(TypeError, match="X509"):
         ccb.Credential.load(ffi.cast("EVP_PKEY *", 0), client_cert.private_key_pem.bytes())
+
+
+def test_pem_text_given_as_str_is_used_and_never_echoed(ca, server_cert, client_cert, client_der):
+    cert_text = client_cert.cert_chain_pems[0].bytes().decode()
+    key_text = client_cert.private_key_pem.bytes().decode()
+    pair = MemoryPair(server_context(ca, server_cert))
+    ctx = client_context(ca)
+    ccb.set_client_cert_cb(ctx, lambda request: (cert_text, key_text))
+    pair.handshake(pair.stdlib_client(ctx))
+    assert pair.peer_der() == client_der
+    broken = key_text.replace("\n", "\n!", 3)  # still "PEM", no longer a key
+    with pytest.raises(ccb.Error) as info:
+        ccb.Credential.load(cert_text, broken)
+    assert "PRIVATE" not in str(info.value)
+    assert key_text.splitlines()[1][:20] not in str(info.value)
