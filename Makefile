@@ -13,7 +13,7 @@ DEBIAN_PY     := $(DEBIAN_VENV)/bin/python
 DEBIAN_STAMP  := $(DEBIAN_VENV)/.installed
 SOURCES       := pyproject.toml setup.py build_ffi.py $(wildcard openssl_ccb/*.py)
 
-.PHONY: demo test test-main test-debian lint clean
+.PHONY: demo test test-main test-debian test-all lint clean
 
 $(STAMP): pyproject.toml setup.py build_ffi.py
 	$(PYTHON) -m venv $(VENV)
@@ -39,12 +39,17 @@ $(DEBIAN_STAMP): $(SOURCES)
 test-debian: $(DEBIAN_STAMP)
 	OPENSSL_CCB_EXPECT_ROUTE=same-libssl $(DEBIAN_PY) -P -m pytest -p no:cacheprovider
 
+# Every interpreter (CPython 3.9-3.13 from PATH or pyenv, Debian's pypy3) and the
+# packaging tests, each in a fresh venv: see noxfile.py.
+test-all: $(STAMP)
+	$(VENV)/bin/nox
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
 clean:
-	rm -rf $(VENV) $(DEBIAN_VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(DEBIAN_VENV) build dist *.egg-info .nox .pytest_cache .mypy_cache .ruff_cache
 	rm -f openssl_ccb/_openssl.c openssl_ccb/*.so openssl_ccb/*.o
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

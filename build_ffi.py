@@ -11,8 +11,11 @@ Environment, for a libssl outside the compiler's default paths:
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import sys
 import tempfile
+from typing import NoReturn
 
 from cffi import FFI
 
@@ -432,13 +435,25 @@ LIBRARY_DIRS = _dirs("OPENSSL_CCB_LIB_DIR")
 
 
 def preflight() -> None:
-    """Stop the build with one sentence if headers or a compiler are missing."""
+    """Stop the build with one sentence if headers or a compiler are missing.
+
+    The compiler's own output is kept, not printed: pip shows a failed build's
+    output in a box, and the sentence should be all there is in it.
+    """
     from setuptools._distutils.ccompiler import new_compiler
-    from setuptools._distutils.errors import CompileError, DistutilsExecError
     from setuptools._distutils.sysconfig import customize_compiler
 
+    def stop(reason: str) -> NoReturn:
+        sys.exit(f"openssl-ccb cannot build ({reason}): {INSTALL_HINT}.")
+
+    for include in INCLUDE_DIRS:  # a directory given must hold the headers: no fallback
+        if not os.path.isfile(os.path.join(include, "openssl", "ssl.h")):
+            stop(f"OPENSSL_CCB_INCLUDE_DIR={include} holds no openssl/ssl.h")
     compiler = new_compiler()
     customize_compiler(compiler)
+    command = list(compiler.compiler_so)
+    if shutil.which(command[0]) is None:
+        stop(f"no C compiler: {command[0]} not found")
     with tempfile.TemporaryDirectory() as tmp:
         probe = os.path.join(tmp, "probe.c")
         with open(probe, "w") as f:
@@ -449,10 +464,14 @@ def preflight() -> None:
                 "#endif\n"
                 "int main(void) { return 0; }\n"
             )
-        try:
-            compiler.compile([probe], output_dir=tmp, include_dirs=INCLUDE_DIRS)
-        except (CompileError, DistutilsExecError) as exc:
-            sys.exit(f"openssl-ccb cannot build ({exc}): {INSTALL_HINT}.")
+        flags = [f"-I{d}" for d in INCLUDE_DIRS]
+        out = os.path.join(tmp, "probe.o")
+        result = subprocess.run(
+            [*command, *flags, "-c", probe, "-o", out], capture_output=True, text=True
+        )
+    if result.returncode != 0:
+        errors = [line.strip() for line in result.stderr.splitlines() if "error" in line]
+        stop(errors[0].replace(probe, "probe.c") if errors else f"{command[0]} failed")
 
 
 ffi = FFI()

@@ -22,9 +22,13 @@ def _ssl_ctx(ctx: ContextLike, *, adopt: bool = False) -> Any:
     """The ``SSL_CTX *`` of any supported context, after proving it is ours to touch."""
     if isinstance(ctx, ffi.CData):
         if ffi.typeof(ctx) is not _SSL_CTX_P:
-            raise TypeError(
-                f"expected an SSL_CTX * from openssl_ccb.ffi, got {ffi.typeof(ctx).cname}"
-            )
+            cname = ffi.typeof(ctx).cname
+            if cname == _SSL_CTX_P.cname:  # same name, another FFI's type
+                raise TypeError(
+                    "this SSL_CTX * comes from another FFI (perhaps another libssl); "
+                    "only openssl_ccb.ffi SSL_CTX * pointers are accepted"
+                )
+            raise TypeError(f"expected an SSL_CTX * from openssl_ccb.ffi, got {cname}")
         if ctx == ffi.NULL:
             raise ValueError("SSL_CTX * is NULL")
         return ctx

@@ -138,7 +138,7 @@ class Wallet:
         Files are read in name order; an unreadable or unmatched file raises
         ``ccb.Error`` naming it.
         """
-        root = os.fspath(path)
+        root = os.path.expanduser(os.fspath(path))
         try:
             names = sorted(os.listdir(root))
         except OSError as exc:

@@ -80,7 +80,6 @@ def prove_same_libssl() -> None:
 
 # --- proof 2: the right pointer ------------------------------------------------
 
-_HEADER = object.__basicsize__  # PySSLContext: PyObject_HEAD, then SSL_CTX *ctx
 _VERIFY_MODES = {
     ssl.CERT_NONE: lib.SSL_VERIFY_NONE,
     ssl.CERT_OPTIONAL: lib.SSL_VERIFY_PEER,
@@ -90,7 +89,9 @@ _VERIFY_MASK = lib.SSL_VERIFY_PEER | lib.SSL_VERIFY_FAIL_IF_NO_PEER_CERT
 
 
 def _pointer_field_of(context: ssl.SSLContext) -> int:
-    return ctypes.c_void_p.from_address(id(context) + _HEADER).value or 0
+    # CPython's PySSLContext: PyObject_HEAD, then SSL_CTX *ctx. (PyPy has no
+    # object.__basicsize__; it never gets here: prove_same_libssl refuses it.)
+    return ctypes.c_void_p.from_address(id(context) + object.__basicsize__).value or 0
 
 
 _pointer_field = _pointer_field_of  # the one reader of CPython's layout
