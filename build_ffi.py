@@ -246,6 +246,7 @@ extern "Python" int openssl_ccb_foreign_dispatch(void *, void *);
 uintptr_t openssl_ccb_foreign_cert_cb_address(void);
 
 int openssl_ccb_init(void);
+void openssl_ccb_set_exiting(void);
 void *openssl_ccb_get_state(const SSL_CTX *);
 int openssl_ccb_set_state(SSL_CTX *, void *);
 int openssl_ccb_attempts(const SSL *);
@@ -306,11 +307,21 @@ static uintptr_t openssl_ccb_foreign_cert_cb_address(void)
 static int openssl_ccb_ctx_index = -1;
 static int openssl_ccb_ssl_index = -1;
 
+/* Set at interpreter exit (an atexit handler): contexts freed after that,
+ * during the interpreter's own teardown, must not call into Python, which
+ * cffi can no longer reach then. Their state goes with the process. */
+static int openssl_ccb_exiting = 0;
+
+static void openssl_ccb_set_exiting(void)
+{
+    openssl_ccb_exiting = 1;
+}
+
 /* Runs inside SSL_CTX_free: the context is gone, so its Python state goes. */
 static void openssl_ccb_ctx_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad,
                                  int idx, long argl, void *argp)
 {
-    if (ptr != NULL)
+    if (ptr != NULL && !openssl_ccb_exiting)
         openssl_ccb_release(ptr);
 }
 
