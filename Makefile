@@ -13,7 +13,7 @@ DEBIAN_PY     := $(DEBIAN_VENV)/bin/python
 DEBIAN_STAMP  := $(DEBIAN_VENV)/.installed
 SOURCES       := pyproject.toml setup.py build_ffi.py $(wildcard openssl_ccb/*.py)
 
-.PHONY: demo test test-main test-debian test-all lint clean memcheck soak
+.PHONY: demo test test-main test-debian test-all lint clean memcheck soak bench bench-debian
 
 $(STAMP): pyproject.toml setup.py build_ffi.py
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,15 @@ memcheck: $(STAMP) $(DEBIAN_STAMP)
 # 100,000 handshakes; fails unless memory stays flat (about 2 minutes; not in CI).
 soak: $(STAMP)
 	$(PY) tools/soak.py
+
+# Side-by-side benchmarks (about 4 minutes; --quick under one): docs/benchmarks.md.
+bench: $(STAMP)
+	$(PY) -m benchmarks
+
+# The same in Debian's python3, where pyOpenSSL takes the same-libssl route; run
+# as a file so that the installed openssl_ccb is the one measured.
+bench-debian: $(DEBIAN_STAMP)
+	$(DEBIAN_PY) -P benchmarks/__main__.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -35,7 +35,7 @@ def _ssl_ctx(ctx: ContextLike, *, adopt: bool = False) -> Any:
     if isinstance(ctx, ssl.SSLContext):
         pointer = stdlib.ssl_ctx_of(ctx)
         if adopt:
-            stdlib.adopt(ctx)
+            stdlib.adopt(ctx, pointer)
         return pointer
     if pyopenssl.is_context(ctx):
         return pyopenssl.ssl_ctx_of(ctx)

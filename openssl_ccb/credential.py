@@ -348,12 +348,21 @@ def _identity(obj: Any) -> Any:
     return ("id", id(obj))  # the entry pins obj, so its id cannot be reused meanwhile
 
 
+# The same two objects returned again, no chain: found without a lock or a key
+# tuple. Each entry pins its objects (so their ids are not reused meanwhile).
+_by_objects: dict[tuple[int, int], tuple[Any, Any, Credential]] = {}
+
+
 def coerce(cert: Any, key: Any, chain: Any = ()) -> Credential:
     """The Credential for a callback's ``(cert, key[, chain])``, parsed once.
 
     The same objects (or the same bytes, or an unchanged file) returned again
     reuse the Credential built the first time.
     """
+    if not chain:
+        pinned = _by_objects.get((id(cert), id(key)))
+        if pinned is not None and pinned[0] is cert and pinned[1] is key:
+            return pinned[2]
     if isinstance(cert, ffi.CData) or isinstance(key, ffi.CData):
         return Credential.load(cert, key, chain)  # borrowed pointers: no cache
     chain = tuple(chain) if not isinstance(chain, (bytes, str, os.PathLike)) else chain
@@ -371,4 +380,8 @@ def coerce(cert: Any, key: Any, chain: Any = ()) -> Credential:
         _cache[ident] = ((cert, key, chain), credential)
         if len(_cache) > _CACHE_SIZE:
             _cache.popitem(last=False)
+        if not chain and ident[0][0] == ident[1][0] == "id":
+            if len(_by_objects) >= _CACHE_SIZE:
+                _by_objects.clear()
+            _by_objects[(id(cert), id(key))] = (cert, key, credential)
     return credential

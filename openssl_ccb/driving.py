@@ -3,19 +3,21 @@
 OpenSSL calls the client-certificate callback synchronously, in the thread
 that called ``SSL_do_handshake``/``SSL_read``/``SSL_write``. So:
 
-1. The code that drives an OpenSSL call (``do_handshake`` here, the standard
-   library wrappers elsewhere) pushes a ``Call`` on a thread-local stack
-   before calling into OpenSSL.
-2. The callback finds the innermost ``Call`` of its thread that owns its
-   ``SSL *``. Where code we do not wrap drives the call (pyOpenSSL), a
-   registered *finder* supplies a ``Call`` that stores on the connection.
-3. If the callback raises, or returns something unusable, the exception is
-   stored on that ``Call`` and OpenSSL is told to stop (suspend, or a fatal
-   alert where the callback kind allows one): the handshake never goes on
-   without a certificate.
-4. When OpenSSL returns, the driver re-raises the stored exception, with its
-   original traceback, in place of OpenSSL's own error. Nothing is stored on
-   a shared context, so connections and threads never see each other's errors.
+1. ``do_handshake``/``read``/``write`` here push a ``Call`` on a
+   thread-local stack before calling into OpenSSL.
+2. Only when the callback fails does it look for where to report: the
+   innermost ``Call`` of its thread that owns its ``SSL *``, else a
+   registered *finder*, which maps the ``SSL *`` to the user's connection
+   (standard library: through the SSL's app data, ``_ssl``'s own object;
+   pyOpenSSL: ``Connection._reverse_mapping``) and stores on it.
+3. The exception is stored there and OpenSSL is told to stop (suspend, or a
+   fatal alert where the callback kind allows one): the handshake never goes
+   on without a certificate.
+4. When OpenSSL returns, the driver (or the wrapper of the connection's
+   methods) re-raises the stored exception, with its original traceback, in
+   place of OpenSSL's own error. Nothing is stored on a shared context, so
+   connections and threads never see each other's errors. Nothing is
+   recorded on the success path, which runs inside every handshake.
 """
 
 from __future__ import annotations

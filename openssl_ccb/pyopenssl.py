@@ -137,9 +137,8 @@ def store(connection: Any, exc: BaseException) -> None:
 
 def _connection_of(ssl_address: int) -> Any:
     their_ffi = _binding()[0]
-    from OpenSSL.SSL import Connection
-
-    return Connection._reverse_mapping.get(their_ffi.cast("SSL *", ssl_address))
+    mapping = sys.modules["OpenSSL.SSL"].Connection._reverse_mapping  # no import per call
+    return mapping.get(their_ffi.cast("SSL *", ssl_address))
 
 
 def _find_connection_call(ssl: Any) -> driving.Call | None:
@@ -339,12 +338,13 @@ def openssl_ccb_foreign_dispatch(handle: Any, ssl_address: Any) -> int:
     )
     try:
         try:
-            outcome = interpret(callback(request))
+            result = callback(request)
+            outcome = result if type(result) is Credential else interpret(result)
         except WantX509Lookup:
             outcome = SUSPEND
         finally:
             request._ssl = None
-        if connection is not None:
+        if connection is not None and (attempt > 1 or outcome == SUSPEND):
             connection._ccb_attempts = attempt if outcome == SUSPEND else 0
         if outcome == SUSPEND:
             return -1

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import driving
 from ._binding import ffi, lib
 from .credential import _i2d_x509, name_to_string
 from .errors import Error, error_from_queue
@@ -63,14 +64,17 @@ def _name_string(der: bytes) -> str:
     return name_to_string(_d2i_name(der))
 
 
+_LOOKUP: Any = object()
+
+
 class CertificateRequest:
     """The server's certificate request, read lazily from the connection."""
 
     __slots__ = ("_call", "_parsed_cas", "_ssl", "attempt")
 
-    def __init__(self, ssl: Any, attempt: int, call: Any) -> None:
+    def __init__(self, ssl: Any, attempt: int, call: Any = _LOOKUP) -> None:
         self._ssl = ssl
-        self._call = call
+        self._call = call  # the driver's Call, looked up when first needed
         self._parsed_cas: list[tuple[bytes, Any]] | None = None
         self.attempt: int = attempt
         """1 on the first call for this connection, 2 after one suspension, ..."""
@@ -135,8 +139,9 @@ class CertificateRequest:
     @property
     def connection(self) -> Any:
         """The user's connection object driving this handshake, or None."""
-        if self._ssl is None:
-            self.ssl  # noqa: B018 (raises: valid only during the call)
+        ssl = self.ssl  # raises: valid only during the call
+        if self._call is _LOOKUP:
+            self._call = driving.call_for(ssl)
         return None if self._call is None else self._call.connection
 
     def supports(self, credential_or_cert: Any, key: Any = None, chain: Any = ()) -> bool:

@@ -16,18 +16,18 @@ and turn a suspension into ``SSLWantX509Lookup``.
 
 from __future__ import annotations
 
+import _ssl as _ssl_module
 import ctypes
 import platform
 import ssl
 import threading
-from typing import Any, Callable, TypeVar
+from typing import Any, NoReturn
 
 from . import driving
 from ._binding import ffi, lib
-from .errors import Error, WantX509Lookup
+from .errors import Error, WantX509Lookup, drain_error_queue
 from .libssl_proof import our_version, shares_our_libssl
-
-_T = TypeVar("_T")
+from .trampoline import ensure_state, state_of
 
 
 class SSLWantX509Lookup(WantX509Lookup, ssl.SSLError):
@@ -131,37 +131,87 @@ def ssl_ctx_of(context: ssl.SSLContext) -> Any:
 # --- connections -----------------------------------------------------------------
 
 
-def _drive(connection: Any, method: Callable[..., _T], *args: Any) -> _T:
-    call = driving.push(connection)
+# Nothing is recorded per call: a call that succeeds pays one frame and a
+# try. Only a failing callback looks for its connection, through its SSL's
+# app data, which CPython's _ssl sets to the connection's _ssl._SSLSocket
+# (checked by type before it is used), whose owner is the connection.
+_SSLSOCKET_TYPE = id(_ssl_module._SSLSocket)  # type: ignore[attr-defined]
+_TYPE_OFFSET = ctypes.sizeof(ctypes.c_ssize_t)  # PyObject: ob_refcnt, then ob_type
+
+
+class _ConnectionCall(driving.Call):
+    """A standard-library connection's Call: its exception waits on the connection."""
+
+    __slots__ = ()
+
+    def fail(self, exc: BaseException) -> None:
+        connection: Any = self.connection
+        if "_ccb_error" not in connection.__dict__:  # the first problem is the cause
+            connection._ccb_error = exc
+
+
+def _find_call(ssl_ptr: Any) -> driving.Call | None:
+    # Only an SSL of a context adopted here has _ssl's object as its app data.
+    state = state_of(lib.SSL_get_SSL_CTX(ssl_ptr))
+    if state is None or not state.stdlib:
+        return None
+    address = int(ffi.cast("uintptr_t", lib.SSL_get_app_data(ssl_ptr)))
+    if not address or ctypes.c_void_p.from_address(address + _TYPE_OFFSET).value != _SSLSOCKET_TYPE:
+        return None
+    connection = ctypes.cast(address, ctypes.py_object).value.owner
+    return None if connection is None else _ConnectionCall(connection)
+
+
+def _stored(connection: Any, exc: ssl.SSLError) -> BaseException | None:
+    """After a failed call: the callback's exception, if it left one; a suspension raises."""
+    error: BaseException | None = connection.__dict__.pop("_ccb_error", None)
+    if error is None and exc.errno == ssl.SSL_ERROR_WANT_X509_LOOKUP:
+        raise SSLWantX509Lookup() from None
+    return error
+
+
+def _reraise(error: BaseException) -> NoReturn:
+    drain_error_queue()
     try:
-        return method(*args)
-    except ssl.SSLError as exc:
-        if call.error is None and exc.errno == ssl.SSL_ERROR_WANT_X509_LOOKUP:
-            raise SSLWantX509Lookup() from None
-        if call.error is None:
-            raise
+        raise error  # outside any except block: the user's exception unchanged
     finally:
-        driving.pop(call)
-    call.raise_error()  # outside the except block: the user's exception unchanged
+        del error
 
 
 class _Driven:
-    """Entry points that can run the callback, wrapped so its outcome surfaces."""
+    """Entry points that can run the callback, wrapped so its outcome surfaces.
+
+    A call that succeeds pays one frame and a try; nothing is recorded.
+    """
 
     _sslobj: Any
 
-    def _ccb_owns(self, ssl_ptr: Any) -> bool:
-        app_data = lib.SSL_get_app_data(ssl_ptr)
-        return int(ffi.cast("uintptr_t", app_data)) == id(self._sslobj)
-
     def do_handshake(self, *args: Any) -> None:
-        _drive(self, super().do_handshake, *args)  # type: ignore[misc]
+        try:
+            return super().do_handshake(*args)  # type: ignore[misc,no-any-return]
+        except ssl.SSLError as exc:
+            error = _stored(self, exc)
+            if error is None:
+                raise
+        _reraise(error)
 
     def read(self, *args: Any) -> Any:
-        return _drive(self, super().read, *args)  # type: ignore[misc]
+        try:
+            return super().read(*args)  # type: ignore[misc]
+        except ssl.SSLError as exc:
+            error = _stored(self, exc)
+            if error is None:
+                raise
+        _reraise(error)
 
     def write(self, *args: Any) -> Any:
-        return _drive(self, super().write, *args)  # type: ignore[misc]
+        try:
+            return super().write(*args)  # type: ignore[misc]
+        except ssl.SSLError as exc:
+            error = _stored(self, exc)
+            if error is None:
+                raise
+        _reraise(error)
 
 
 _creating = threading.local()
@@ -169,7 +219,13 @@ _creating = threading.local()
 
 class _DrivenSocket(_Driven):
     def send(self, *args: Any) -> Any:  # SSLSocket.send bypasses self.write
-        return _drive(self, super().send, *args)  # type: ignore[misc]
+        try:
+            return super().send(*args)  # type: ignore[misc]
+        except ssl.SSLError as exc:
+            error = _stored(self, exc)
+            if error is None:
+                raise
+        _reraise(error)
 
     def do_handshake(self, *args: Any) -> None:
         try:
@@ -214,7 +270,9 @@ def _derive(base: type, ours: type, mixin: type) -> type:
     return cls
 
 
-def adopt(context: ssl.SSLContext) -> None:
+def adopt(context: ssl.SSLContext, pointer: Any) -> None:
     """Make the context's connections surface callback outcomes."""
+    ensure_state(pointer).stdlib = True
+    driving.add_finder(_find_call)
     context.sslsocket_class = _derive(context.sslsocket_class, CCBSSLSocket, _DrivenSocket)
     context.sslobject_class = _derive(context.sslobject_class, CCBSSLObject, _Driven)

@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 from . import driving
 from ._binding import CLIENT_CERT_CB, TRAMPOLINE, ffi, lib
+from .credential import Credential
 from .errors import Error, WantX509Lookup, error_from_queue
 from .foreign import ForeignCallback
 from .request import CertificateRequest
@@ -31,9 +32,10 @@ from .return_codes import SUSPEND, interpret
 class ContextState:
     """What openssl-ccb keeps for one ``SSL_CTX``."""
 
-    __slots__ = ("__weakref__", "callback", "handle", "pointer")
+    __slots__ = ("__weakref__", "callback", "handle", "pointer", "stdlib")
 
     def __init__(self) -> None:
+        self.stdlib = False  # an ssl.SSLContext's: its SSLs' app data is _ssl's object
         self.callback: Callable[[CertificateRequest], Any] | None = None
         self.pointer: Any = None  # a C function pointer set through us, as given
         self.handle: Any = None
@@ -123,24 +125,29 @@ def openssl_ccb_dispatch(handle: Any, ssl: Any, x509_out: Any, pkey_out: Any, at
     # error=SUSPEND: if anything escapes (only when no driver is there to take
     # it), cffi reports it as unraisable and the handshake stays suspended
     # rather than going on without a certificate.
-    call = driving.call_for(ssl)
+    # The success path does the least it can: the driver's Call is looked up
+    # only when something went wrong (or the callable asks for .connection).
     try:
-        if handle == ffi.NULL:
+        if not handle:
             raise Error("the openssl-ccb trampoline was installed on a context it does not manage")
         callback = ffi.from_handle(handle).callback
         if callback is None:  # cleared between OpenSSL's check and now
             return 0
-        request = CertificateRequest(ssl, attempt, call)
+        request = CertificateRequest(ssl, attempt)
         try:
-            outcome = interpret(callback(request))
-            if isinstance(outcome, int):
-                return outcome
-            return outcome.install(ssl, x509_out, pkey_out)
+            result = callback(request)
         finally:
             request._ssl = None
+        if result is None:
+            return 0
+        outcome = result if type(result) is Credential else interpret(result)
+        if isinstance(outcome, int):
+            return outcome
+        return outcome.install(ssl, x509_out, pkey_out)
     except WantX509Lookup:
         return SUSPEND
     except BaseException as exc:
+        call = driving.call_for(ssl)
         if call is None:
             raise
         call.fail(exc)
