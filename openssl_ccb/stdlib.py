@@ -136,7 +136,23 @@ def ssl_ctx_of(context: ssl.SSLContext) -> Any:
 # app data, which CPython's _ssl sets to the connection's _ssl._SSLSocket
 # (checked by type before it is used), whose owner is the connection.
 _SSLSOCKET_TYPE = id(_ssl_module._SSLSocket)  # type: ignore[attr-defined]
-_TYPE_OFFSET = ctypes.sizeof(ctypes.c_ssize_t)  # PyObject: ob_refcnt, then ob_type
+
+
+def _type_offset() -> int:
+    """Where a PyObject keeps its ob_type: found on a live object, not assumed."""
+    probe = _ConnectionProbe()
+    for offset in range(0, object.__basicsize__, ctypes.sizeof(ctypes.c_void_p)):
+        if ctypes.c_void_p.from_address(id(probe) + offset).value == id(_ConnectionProbe):
+            return offset
+    return -1  # unknown layout: connections are then never looked up this way
+
+
+class _ConnectionProbe:
+    pass
+
+
+# Elsewhere than CPython id() is no address, and ssl.SSLContext is refused anyway.
+_TYPE_OFFSET = _type_offset() if platform.python_implementation() == "CPython" else -1
 
 
 class _ConnectionCall(driving.Call):
@@ -156,7 +172,9 @@ def _find_call(ssl_ptr: Any) -> driving.Call | None:
     if state is None or not state.stdlib:
         return None
     address = int(ffi.cast("uintptr_t", lib.SSL_get_app_data(ssl_ptr)))
-    if not address or ctypes.c_void_p.from_address(address + _TYPE_OFFSET).value != _SSLSOCKET_TYPE:
+    if not address or _TYPE_OFFSET < 0:
+        return None
+    if ctypes.c_void_p.from_address(address + _TYPE_OFFSET).value != _SSLSOCKET_TYPE:
         return None
     connection = ctypes.cast(address, ctypes.py_object).value.owner
     return None if connection is None else _ConnectionCall(connection)
