@@ -135,7 +135,8 @@ def ssl_ctx_of(context: ssl.SSLContext) -> Any:
 # try. Only a failing callback looks for its connection, through its SSL's
 # app data, which CPython's _ssl sets to the connection's _ssl._SSLSocket
 # (checked by type before it is used), whose owner is the connection.
-_SSLSOCKET_TYPE = id(_ssl_module._SSLSocket)  # type: ignore[attr-defined]
+# CPython's type of _ssl's connection object (PyPy's _ssl has none: refused anyway).
+_SSLSOCKET_TYPE = id(getattr(_ssl_module, "_SSLSocket", None))
 
 
 def _type_offset() -> int:
