@@ -42,10 +42,7 @@ class Call:
         self.error: BaseException | None = None
 
     def owns(self, ssl: Any) -> bool:
-        if self.ssl is not None:
-            return bool(self.ssl == ssl)
-        owns = getattr(self.connection, "_ccb_owns", None)
-        return owns is not None and bool(owns(ssl))
+        return self.ssl is not None and bool(self.ssl == ssl)
 
     def fail(self, exc: BaseException) -> None:
         # Keep the first problem: it is the cause of everything after it.
