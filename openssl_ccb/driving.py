@@ -61,6 +61,18 @@ class Call:
             del exc
 
 
+class ConnectionCall(Call):
+    """A Call found for a connection object: the exception waits on the connection,
+    where its own wrapper (stdlib ``_Driven``, pyOpenSSL ``_raise_ssl_error``) takes it."""
+
+    __slots__ = ()
+
+    def fail(self, exc: BaseException) -> None:
+        connection: Any = self.connection
+        if "_ccb_error" not in connection.__dict__:  # the first problem is the cause
+            connection._ccb_error = exc
+
+
 def push(connection: object | None = None, ssl: Any = None) -> Call:
     call = Call(connection, ssl)
     try:

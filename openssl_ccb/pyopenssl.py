@@ -121,18 +121,8 @@ def get_callback(context: Any) -> Any:
 # --- where a callback's exception goes ------------------------------------------
 
 
-class _ConnectionCall(driving.Call):
-    """The Call of a pyOpenSSL Connection: its exception waits on the Connection."""
-
-    __slots__ = ()
-
-    def fail(self, exc: BaseException) -> None:
-        store(self.connection, exc)
-
-
 def store(connection: Any, exc: BaseException) -> None:
-    if "_ccb_error" not in connection.__dict__:  # the first problem is the cause
-        connection._ccb_error = exc
+    driving.ConnectionCall(connection).fail(exc)
 
 
 def _connection_of(ssl_address: int) -> Any:
@@ -143,7 +133,7 @@ def _connection_of(ssl_address: int) -> Any:
 
 def _find_connection_call(ssl: Any) -> driving.Call | None:
     connection = _connection_of(int(ffi.cast("uintptr_t", ssl)))
-    return None if connection is None else _ConnectionCall(connection)
+    return None if connection is None else driving.ConnectionCall(connection)
 
 
 _patch_lock = threading.Lock()
@@ -334,7 +324,7 @@ def openssl_ccb_foreign_dispatch(handle: Any, ssl_address: Any) -> int:
     connection = _connection_of(address)
     attempt = 1 if connection is None else connection.__dict__.get("_ccb_attempts", 0) + 1
     request = BundledCertificateRequest(
-        ssl, attempt, None if connection is None else _ConnectionCall(connection)
+        ssl, attempt, None if connection is None else driving.ConnectionCall(connection)
     )
     try:
         try:

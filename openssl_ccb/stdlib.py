@@ -156,17 +156,6 @@ class _ConnectionProbe:
 _TYPE_OFFSET = _type_offset() if platform.python_implementation() == "CPython" else -1
 
 
-class _ConnectionCall(driving.Call):
-    """A standard-library connection's Call: its exception waits on the connection."""
-
-    __slots__ = ()
-
-    def fail(self, exc: BaseException) -> None:
-        connection: Any = self.connection
-        if "_ccb_error" not in connection.__dict__:  # the first problem is the cause
-            connection._ccb_error = exc
-
-
 def _find_call(ssl_ptr: Any) -> driving.Call | None:
     # Only an SSL of a context adopted here has _ssl's object as its app data.
     state = state_of(lib.SSL_get_SSL_CTX(ssl_ptr))
@@ -178,7 +167,7 @@ def _find_call(ssl_ptr: Any) -> driving.Call | None:
     if ctypes.c_void_p.from_address(address + _TYPE_OFFSET).value != _SSLSOCKET_TYPE:
         return None
     connection = ctypes.cast(address, ctypes.py_object).value.owner
-    return None if connection is None else _ConnectionCall(connection)
+    return None if connection is None else driving.ConnectionCall(connection)
 
 
 def _stored(connection: Any, exc: ssl.SSLError) -> BaseException | None:
