@@ -237,12 +237,12 @@ CUSTOMIZATIONS = """
 /* The C trampoline OpenSSL calls; it routes to openssl_ccb_dispatch. */
 int openssl_ccb_client_cert_cb(SSL *, X509 **, EVP_PKEY **);
 
-extern "Python" int openssl_ccb_dispatch(void *, SSL *, X509 **, EVP_PKEY **, int);
+extern "Python" int openssl_ccb_dispatch(void *, SSL *, int);
 extern "Python" void openssl_ccb_release(void *);
 
 /* For an SSL_CTX of another OpenSSL (pip's bundled one): a cert_cb that
  * never touches the SSL itself, only hands it to Python as an address. */
-extern "Python" int openssl_ccb_foreign_dispatch(void *, void *);
+extern "Python" int openssl_ccb_foreign_dispatch(void *, uintptr_t);
 uintptr_t openssl_ccb_foreign_cert_cb_address(void);
 
 int openssl_ccb_init(void);
@@ -251,7 +251,7 @@ void *openssl_ccb_get_state(const SSL_CTX *);
 int openssl_ccb_set_state(SSL_CTX *, void *);
 int openssl_ccb_attempts(const SSL *);
 X509 *openssl_ccb_get1_peer_certificate(const SSL *);
-long openssl_ccb_set1_chain(SSL *, openssl_ccb_X509_STACK *);
+int openssl_ccb_hand_over(SSL *, X509 *, EVP_PKEY *, openssl_ccb_X509_STACK *);
 int openssl_ccb_password_cb(char *, int, int, void *);
 int openssl_ccb_ec_curve(const EVP_PKEY *);
 openssl_ccb_client_cert_cb_t openssl_ccb_trampoline(void);
@@ -285,15 +285,15 @@ typedef STACK_OF(X509_NAME) openssl_ccb_X509_NAME_STACK;
 typedef STACK_OF(X509) openssl_ccb_X509_STACK;
 typedef int (*openssl_ccb_client_cert_cb_t)(SSL *, X509 **, EVP_PKEY **);
 
-static int openssl_ccb_dispatch(void *, SSL *, X509 **, EVP_PKEY **, int);
+static int openssl_ccb_dispatch(void *, SSL *, int);
 static void openssl_ccb_release(void *);
-static int openssl_ccb_foreign_dispatch(void *, void *);
+static int openssl_ccb_foreign_dispatch(void *, uintptr_t);
 
 /* int (*cert_cb)(SSL *ssl, void *arg), for an OpenSSL that is not ours: the
  * SSL is opaque here, so no function of this module's libssl is called. */
 static int openssl_ccb_foreign_cert_cb(void *ssl, void *arg)
 {
-    return openssl_ccb_foreign_dispatch(arg, ssl);
+    return openssl_ccb_foreign_dispatch(arg, (uintptr_t)ssl);
 }
 
 static uintptr_t openssl_ccb_foreign_cert_cb_address(void)
@@ -350,21 +350,77 @@ static int openssl_ccb_attempts(const SSL *ssl)
     return (int)(intptr_t)SSL_get_ex_data(ssl, openssl_ccb_ssl_index);
 }
 
+/* Where the answer of the callback running on this thread goes. Python hands
+ * a certificate over with openssl_ccb_hand_over, which takes the new
+ * references in C, under the GIL, while the Python objects are still alive:
+ * one call instead of two up_refs, and three arguments into Python, not five. */
+#if defined(_MSC_VER)
+#define OPENSSL_CCB_THREAD_LOCAL __declspec(thread)
+#else
+#define OPENSSL_CCB_THREAD_LOCAL __thread
+#endif
+
+struct openssl_ccb_answer {
+    SSL *ssl;
+    X509 **x509;
+    EVP_PKEY **pkey;
+};
+
+static OPENSSL_CCB_THREAD_LOCAL struct openssl_ccb_answer *openssl_ccb_answering = NULL;
+
 static int openssl_ccb_client_cert_cb(SSL *ssl, X509 **x509, EVP_PKEY **pkey)
 {
     void *state = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), openssl_ccb_ctx_index);
     int attempt = openssl_ccb_attempts(ssl) + 1;
-    int ret = openssl_ccb_dispatch(state, ssl, x509, pkey, attempt);
+    struct openssl_ccb_answer answer = {ssl, x509, pkey};
+    /* A callback may itself drive another handshake on this thread. */
+    struct openssl_ccb_answer *outer = openssl_ccb_answering;
+    int ret;
+
+    *x509 = NULL;
+    *pkey = NULL;
+    openssl_ccb_answering = &answer;
+    ret = openssl_ccb_dispatch(state, ssl, attempt);
+    openssl_ccb_answering = outer;
 
     /* Count suspensions so a retry knows it is one; reset once answered. */
     SSL_set_ex_data(ssl, openssl_ccb_ssl_index,
                     (void *)(intptr_t)(ret < 0 ? attempt : 0));
     if (ret < 0) {
         /* OpenSSL frees nothing on this path: leave nothing to leak. */
+        X509_free(*x509);
+        EVP_PKEY_free(*pkey);
         *x509 = NULL;
         *pkey = NULL;
     }
     return ret;
+}
+
+/* The answer "send this": the chain on this connection first (client_cert_cb
+ * cannot carry one, and OpenSSL's own SSL_use_certificate of the same pair
+ * then keeps it), then new references for OpenSSL, which frees the two it is
+ * given. 1 on success; 0 outside this SSL's callback or if already answered;
+ * -1 with the error queue set if the chain could not be set. */
+static int openssl_ccb_hand_over(SSL *ssl, X509 *x509, EVP_PKEY *pkey,
+                                 openssl_ccb_X509_STACK *chain)
+{
+    struct openssl_ccb_answer *answer = openssl_ccb_answering;
+
+    if (answer == NULL || answer->ssl != ssl || *answer->x509 != NULL)
+        return 0;
+    if (chain != NULL && (SSL_use_certificate(ssl, x509) != 1
+                          || SSL_use_PrivateKey(ssl, pkey) != 1
+                          || SSL_set1_chain(ssl, chain) != 1))
+        return -1;
+    if (!X509_up_ref(x509))
+        return -1;
+    if (!EVP_PKEY_up_ref(pkey)) {
+        X509_free(x509);
+        return -1;
+    }
+    *answer->x509 = x509;
+    *answer->pkey = pkey;
+    return 1;
 }
 
 static X509 *openssl_ccb_get1_peer_certificate(const SSL *ssl)
@@ -429,10 +485,6 @@ static int openssl_ccb_password_cb(char *buf, int size, int rwflag, void *userda
     return (int)len;
 }
 
-static long openssl_ccb_set1_chain(SSL *ssl, openssl_ccb_X509_STACK *chain)
-{
-    return SSL_set1_chain(ssl, chain);
-}
 """
 
 

@@ -1,8 +1,9 @@
 """Certificates and keys, parsed once into this libssl's ``X509``/``EVP_PKEY``.
 
 Ownership: a ``Credential`` owns one reference to its ``X509``, its
-``EVP_PKEY`` and each chain ``X509`` (released by ``ffi.gc``). ``install``
-hands OpenSSL *new* references, because OpenSSL frees the two it is given.
+``EVP_PKEY`` and each chain ``X509`` (released by ``ffi.gc``). Handing one
+to OpenSSL (``openssl_ccb_hand_over``, in C) gives it *new* references,
+because OpenSSL frees the two it is given.
 
 Objects from another OpenSSL (pip's ``cryptography`` and pyOpenSSL carry
 their own) cross into this one only as encoded bytes, never as pointers.
@@ -31,7 +32,7 @@ _EVP_PKEY_P = ffi.typeof("EVP_PKEY *")
 class Credential:
     """A client certificate, its private key and (optionally) intermediates."""
 
-    __slots__ = ("_chain", "_chain_stack", "_foreign", "_key", "_x509")
+    __slots__ = ("_chain", "_chain_arg", "_chain_stack", "_foreign", "_key", "_x509")
 
     def __init__(self, x509: Any, key: Any, chain: list[Any]) -> None:
         # Private: use Credential.load. Takes ownership of gc-managed cdata.
@@ -47,6 +48,7 @@ class Credential:
         self._key = key
         self._chain = chain
         self._chain_stack = _stack_of(chain) if chain else None
+        self._chain_arg = ffi.NULL if self._chain_stack is None else self._chain_stack
         self._foreign: Any = None  # the same, parsed by pyOpenSSL's bundled OpenSSL
 
     @classmethod
@@ -144,23 +146,6 @@ class Credential:
         return (
             f"<Credential subject={self.subject!r} issuer={self.issuer!r} chain={len(self._chain)}>"
         )
-
-    def install(self, ssl: Any, x509_out: Any, pkey_out: Any) -> int:
-        """Answer a ``client_cert_cb``: hand OpenSSL new references, return 1."""
-        # client_cert_cb cannot carry a chain, so put the certificate, key and
-        # chain on this connection first; OpenSSL's own SSL_use_certificate of
-        # the same pair then keeps the chain.
-        if self._chain_stack is not None and (
-            lib.SSL_use_certificate(ssl, self._x509) != 1
-            or lib.SSL_use_PrivateKey(ssl, self._key) != 1
-            or lib.openssl_ccb_set1_chain(ssl, self._chain_stack) != 1
-        ):
-            raise error_from_queue("could not set the certificate chain on the connection")
-        lib.X509_up_ref(self._x509)
-        lib.EVP_PKEY_up_ref(self._key)
-        x509_out[0] = self._x509
-        pkey_out[0] = self._key
-        return 1
 
 
 def name_to_string(name: Any) -> str:

@@ -167,13 +167,27 @@ def _patch_connection() -> None:
 class _BundledState:
     """A callback on a context of pyOpenSSL's bundled OpenSSL."""
 
-    __slots__ = ("__weakref__", "callback", "context", "handle", "stored_chains")
+    __slots__ = (
+        "__weakref__",
+        "callback",
+        "connections",
+        "context",
+        "handle",
+        "ssl_type",
+        "stored_chains",
+        "their_ffi",
+        "their_lib",
+    )
 
     def __init__(self, context: Any, callback: Any) -> None:
         self.context = weakref.ref(context)
         self.callback = callback
         self.handle = ffi.new_handle(self)
         self.stored_chains: set[tuple[bytes, ...]] = set()  # chains already in the store
+        # What every handshake needs, looked up once (each lookup was measured).
+        self.their_ffi, self.their_lib, _ = _binding()
+        self.ssl_type = self.their_ffi.typeof("SSL *")
+        self.connections = sys.modules["OpenSSL.SSL"].Connection._reverse_mapping
 
 
 # The state lives exactly as long as its Context; a Connection keeps its Context.
@@ -291,8 +305,8 @@ def _foreign_objects(credential: Credential) -> tuple[Any, Any, list[Any], tuple
 
 
 def _install_bundled(state: _BundledState, ssl: Any, credential: Credential) -> None:
-    their_lib = _binding()[1]
-    x509, key, chain, chain_der = _foreign_objects(credential)
+    their_lib = state.their_lib
+    x509, key, chain, chain_der = credential._foreign or _foreign_objects(credential)
     if chain and chain_der not in state.stored_chains:
         # No per-connection chain through this binding: put the intermediates
         # in the context's store, from which OpenSSL builds each leaf's chain.
@@ -310,18 +324,16 @@ def _install_bundled(state: _BundledState, ssl: Any, credential: Credential) -> 
 
 
 @ffi.def_extern(error=0)  # type: ignore[untyped-decorator]
-def openssl_ccb_foreign_dispatch(handle: Any, ssl_address: Any) -> int:
+def openssl_ccb_foreign_dispatch(handle: Any, address: int) -> int:
     # error=0: cert_cb's fatal alert, if anything escapes with nobody to take it.
     state: _BundledState = ffi.from_handle(handle)
-    their_ffi, their_lib, _ = _binding()
-    address = int(ffi.cast("uintptr_t", ssl_address))
-    ssl = their_ffi.cast("SSL *", address)
     callback = state.callback
+    ssl = state.their_ffi.cast(state.ssl_type, address)
     # client_cert_cb runs only when no certificate is set; so does this (and a
     # server, which has its own certificate, is never asked).
-    if callback is None or their_lib.SSL_get_certificate(ssl) != their_ffi.NULL:
+    if callback is None or state.their_lib.SSL_get_certificate(ssl) != state.their_ffi.NULL:
         return 1
-    connection = _connection_of(address)
+    connection = state.connections.get(ssl)
     attempt = 1 if connection is None else connection.__dict__.get("_ccb_attempts", 0) + 1
     request = BundledCertificateRequest(
         ssl, attempt, None if connection is None else driving.ConnectionCall(connection)
@@ -334,11 +346,11 @@ def openssl_ccb_foreign_dispatch(handle: Any, ssl_address: Any) -> int:
             outcome = SUSPEND
         finally:
             request._ssl = None
-        if connection is not None and (attempt > 1 or outcome == SUSPEND):
-            connection._ccb_attempts = attempt if outcome == SUSPEND else 0
-        if outcome == SUSPEND:
+        if connection is not None and (attempt > 1 or outcome is SUSPEND):
+            connection._ccb_attempts = attempt if outcome is SUSPEND else 0
+        if outcome is SUSPEND:
             return -1
-        if outcome != SEND_NONE:
+        if outcome is not SEND_NONE:
             assert isinstance(outcome, Credential)
             _install_bundled(state, ssl, outcome)
         return 1  # for cert_cb, 1 with nothing set means: send no certificate

@@ -121,12 +121,13 @@ def openssl_ccb_release(handle: Any, _live: dict[int, Any] = _live, _ffi: Any = 
 
 
 @ffi.def_extern(error=SUSPEND)  # type: ignore[untyped-decorator]
-def openssl_ccb_dispatch(handle: Any, ssl: Any, x509_out: Any, pkey_out: Any, attempt: int) -> int:
+def openssl_ccb_dispatch(handle: Any, ssl: Any, attempt: int) -> int:
     # error=SUSPEND: if anything escapes (only when no driver is there to take
     # it), cffi reports it as unraisable and the handshake stays suspended
     # rather than going on without a certificate.
     # The success path does the least it can: the driver's Call is looked up
-    # only when something went wrong (or the callable asks for .connection).
+    # only when something went wrong (or the callable asks for .connection),
+    # and a Credential is handed over without a method call.
     try:
         if not handle:
             raise Error("the openssl-ccb trampoline was installed on a context it does not manage")
@@ -140,10 +141,15 @@ def openssl_ccb_dispatch(handle: Any, ssl: Any, x509_out: Any, pkey_out: Any, at
             request._ssl = None
         if result is None:
             return 0
-        outcome = result if type(result) is Credential else interpret(result)
-        if isinstance(outcome, int):
-            return outcome
-        return outcome.install(ssl, x509_out, pkey_out)
+        if type(result) is not Credential:
+            result = interpret(result)
+            if isinstance(result, int):
+                return result
+        # C sets the chain and takes OpenSSL's new references while the
+        # Credential is certainly alive.
+        if lib.openssl_ccb_hand_over(ssl, result._x509, result._key, result._chain_arg) != 1:
+            raise error_from_queue("could not hand the certificate over to the connection")
+        return 1
     except WantX509Lookup:
         return SUSPEND
     except BaseException as exc:

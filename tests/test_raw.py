@@ -274,3 +274,31 @@ def test_post_handshake_suspension_surfaces_from_ccb_read(ca, server_cert, crede
     pair.server_in.write(client.outgoing())
     assert pair.server.read(1) == b"!"
     assert pair.peer_der() == client_der
+
+
+def test_callback_driving_another_handshake_answers_each_its_own(ca, server_cert, version):
+    """A callback may run a whole handshake of its own (say, to fetch a token
+    first): each callback's answer must reach its own connection."""
+    outer_cert = ca.issue_cert("outer@example.org")
+    inner_cert = ca.issue_cert("inner@example.org")
+
+    def load(leaf: Any) -> ccb.Credential:
+        return ccb.Credential.load(leaf.cert_chain_pems[0].bytes(), leaf.private_key_pem.bytes())
+
+    outer_credential, inner_credential = load(outer_cert), load(inner_cert)
+    inner_ctx = raw_client_ctx(ca, version=version)
+    ccb.set_client_cert_cb(inner_ctx, lambda request: inner_credential)
+    inner_seen: list[bytes | None] = []
+
+    def outer_choice(request: ccb.CertificateRequest) -> ccb.Credential:
+        inner_pair = MemoryPair(server_context(ca, server_cert, version=version))
+        raw_pair_handshake(RawEnd(inner_ctx, hostname="localhost"), inner_pair)
+        inner_seen.append(inner_pair.peer_der())
+        return outer_credential
+
+    outer_ctx = raw_client_ctx(ca, version=version)
+    ccb.set_client_cert_cb(outer_ctx, outer_choice)
+    pair = MemoryPair(server_context(ca, server_cert, version=version))
+    raw_pair_handshake(RawEnd(outer_ctx, hostname="localhost"), pair)
+    assert inner_seen == [inner_credential.certificate]
+    assert pair.peer_der() == outer_credential.certificate
