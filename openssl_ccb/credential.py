@@ -335,7 +335,7 @@ def _identity(obj: Any) -> Any:
 
 # The same two objects returned again, no chain: found without a lock or a key
 # tuple. Each entry pins its objects (so their ids are not reused meanwhile).
-_by_objects: dict[tuple[int, int], tuple[Any, Any, Credential]] = {}
+by_objects: dict[tuple[int, int], tuple[Any, Any, Credential]] = {}
 
 
 def coerce(cert: Any, key: Any, chain: Any = ()) -> Credential:
@@ -345,7 +345,7 @@ def coerce(cert: Any, key: Any, chain: Any = ()) -> Credential:
     reuse the Credential built the first time.
     """
     if not chain:
-        pinned = _by_objects.get((id(cert), id(key)))
+        pinned = by_objects.get((id(cert), id(key)))
         if pinned is not None and pinned[0] is cert and pinned[1] is key:
             return pinned[2]
     if isinstance(cert, ffi.CData) or isinstance(key, ffi.CData):
@@ -366,7 +366,7 @@ def coerce(cert: Any, key: Any, chain: Any = ()) -> Credential:
         if len(_cache) > _CACHE_SIZE:
             _cache.popitem(last=False)
         if not chain and ident[0][0] == ident[1][0] == "id":
-            if len(_by_objects) >= _CACHE_SIZE:
-                _by_objects.clear()
-            _by_objects[(id(cert), id(key))] = (cert, key, credential)
+            if len(by_objects) >= _CACHE_SIZE:
+                by_objects.clear()
+            by_objects[(id(cert), id(key))] = (cert, key, credential)
     return credential

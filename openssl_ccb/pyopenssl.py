@@ -227,7 +227,14 @@ class BundledCertificateRequest(CertificateRequest):
     ``signature_algorithms`` is empty: that binding cannot read them.
     """
 
-    __slots__ = ()
+    __slots__ = ("_connection",)
+    _connection: Any
+
+    @property
+    def connection(self) -> Any:
+        """The pyOpenSSL ``Connection`` driving this handshake, or None."""
+        self._their()  # raises: valid only during the call
+        return self._connection
 
     def _their(self) -> tuple[Any, Any, Any]:
         their_ffi, their_lib, _ = _binding()
@@ -323,9 +330,14 @@ def _install_bundled(state: _BundledState, ssl: Any, credential: Credential) -> 
         raise Error("pyOpenSSL's OpenSSL refused the certificate or key")
 
 
+_new = object.__new__
+
+
 @ffi.def_extern(error=0)  # type: ignore[untyped-decorator]
 def openssl_ccb_foreign_dispatch(handle: Any, address: int) -> int:
     # error=0: cert_cb's fatal alert, if anything escapes with nobody to take it.
+    # Runs inside every handshake, so, as in the trampoline, nothing is looked
+    # up or built that the success path does not need.
     state: _BundledState = ffi.from_handle(handle)
     callback = state.callback
     ssl = state.their_ffi.cast(state.ssl_type, address)
@@ -335,9 +347,10 @@ def openssl_ccb_foreign_dispatch(handle: Any, address: int) -> int:
         return 1
     connection = state.connections.get(ssl)
     attempt = 1 if connection is None else connection.__dict__.get("_ccb_attempts", 0) + 1
-    request = BundledCertificateRequest(
-        ssl, attempt, None if connection is None else driving.ConnectionCall(connection)
-    )
+    request = _new(BundledCertificateRequest)  # no __init__ frame
+    request._ssl = ssl
+    request.attempt = attempt
+    request._connection = connection
     try:
         try:
             result = callback(request)
@@ -346,10 +359,11 @@ def openssl_ccb_foreign_dispatch(handle: Any, address: int) -> int:
             outcome = SUSPEND
         finally:
             request._ssl = None
-        if connection is not None and (attempt > 1 or outcome is SUSPEND):
-            connection._ccb_attempts = attempt if outcome is SUSPEND else 0
-        if outcome is SUSPEND:
-            return -1
+        if attempt > 1 or outcome is SUSPEND:
+            if connection is not None:
+                connection._ccb_attempts = attempt if outcome is SUSPEND else 0
+            if outcome is SUSPEND:
+                return -1
         if outcome is not SEND_NONE:
             assert isinstance(outcome, Credential)
             _install_bundled(state, ssl, outcome)

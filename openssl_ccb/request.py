@@ -72,12 +72,18 @@ class CertificateRequest:
 
     __slots__ = ("_call", "_parsed_cas", "_ssl", "attempt")
 
+    # The trampoline builds requests with object.__new__ and sets only _ssl and
+    # attempt (an __init__ frame, inside every handshake, was measured): _call
+    # (the driver's Call) and _parsed_cas stay unset until first needed.
+    _call: Any
+    _parsed_cas: list[tuple[bytes, Any]]
+
     def __init__(self, ssl: Any, attempt: int, call: Any = _LOOKUP) -> None:
         self._ssl = ssl
-        self._call = call  # the driver's Call, looked up when first needed
-        self._parsed_cas: list[tuple[bytes, Any]] | None = None
         self.attempt: int = attempt
         """1 on the first call for this connection, 2 after one suspension, ..."""
+        if call is not _LOOKUP:
+            self._call = call
 
     @property
     def ssl(self) -> Any:
@@ -140,9 +146,11 @@ class CertificateRequest:
     def connection(self) -> Any:
         """The user's connection object driving this handshake, or None."""
         ssl = self.ssl  # raises: valid only during the call
-        if self._call is _LOOKUP:
-            self._call = driving.call_for(ssl)
-        return None if self._call is None else self._call.connection
+        try:
+            call = self._call
+        except AttributeError:
+            call = self._call = driving.call_for(ssl)
+        return None if call is None else call.connection
 
     def supports(self, credential_or_cert: Any, key: Any = None, chain: Any = ()) -> bool:
         """Whether the server could accept this certificate.
@@ -158,9 +166,11 @@ class CertificateRequest:
 
     def _acceptable_names(self) -> list[tuple[bytes, Any]]:
         """The acceptable CAs as (DER, parsed X509_NAME *), parsed once per request."""
-        if self._parsed_cas is None:
+        try:
+            return self._parsed_cas
+        except AttributeError:
             self._parsed_cas = [(der, _d2i_name(der)) for der in self.acceptable_cas]
-        return self._parsed_cas
+            return self._parsed_cas
 
     def __repr__(self) -> str:
         if self._ssl is None:

@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from . import driving
 from ._binding import CLIENT_CERT_CB, TRAMPOLINE, ffi, lib
-from .credential import Credential
+from .credential import Credential, by_objects
 from .errors import Error, WantX509Lookup, error_from_queue
 from .foreign import ForeignCallback
 from .request import CertificateRequest
@@ -105,6 +105,9 @@ def installed(pointer: Any) -> Any:
     return ForeignCallback(current)
 
 
+_new = object.__new__
+
+
 def live_contexts() -> int:
     """How many contexts openssl-ccb currently keeps state for."""
     return len(_live)
@@ -134,7 +137,9 @@ def openssl_ccb_dispatch(handle: Any, ssl: Any, attempt: int) -> int:
         callback = ffi.from_handle(handle).callback
         if callback is None:  # cleared between OpenSSL's check and now
             return 0
-        request = CertificateRequest(ssl, attempt)
+        request = _new(CertificateRequest)  # CertificateRequest(ssl, attempt), frameless
+        request._ssl = ssl
+        request.attempt = attempt
         try:
             result = callback(request)
         finally:
@@ -142,9 +147,19 @@ def openssl_ccb_dispatch(handle: Any, ssl: Any, attempt: int) -> int:
         if result is None:
             return 0
         if type(result) is not Credential:
-            result = interpret(result)
-            if isinstance(result, int):
-                return result
+            # The same (cert, key) objects as last time: interpret()'s first
+            # lookup, inlined here to save a call inside every handshake.
+            pinned = (
+                by_objects.get((id(result[0]), id(result[1])))
+                if type(result) is tuple and len(result) == 2
+                else None
+            )
+            if pinned is not None and pinned[0] is result[0] and pinned[1] is result[1]:
+                result = pinned[2]
+            else:
+                result = interpret(result)
+                if isinstance(result, int):
+                    return result
         # C sets the chain and takes OpenSSL's new references while the
         # Credential is certainly alive.
         if lib.openssl_ccb_hand_over(ssl, result._x509, result._key, result._chain_arg) != 1:
