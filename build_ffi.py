@@ -383,9 +383,12 @@ static int openssl_ccb_client_cert_cb(SSL *ssl, X509 **x509, EVP_PKEY **pkey)
     ret = openssl_ccb_dispatch(state, ssl, attempt);
     openssl_ccb_answering = outer;
 
-    /* Count suspensions so a retry knows it is one; reset once answered. */
-    SSL_set_ex_data(ssl, openssl_ccb_ssl_index,
-                    (void *)(intptr_t)(ret < 0 ? attempt : 0));
+    /* Count suspensions so a retry knows it is one; reset once answered.
+     * A first attempt that is answered stores nothing: setting a slot on a
+     * new SSL allocates, inside every handshake. */
+    if (ret < 0 || attempt > 1)
+        SSL_set_ex_data(ssl, openssl_ccb_ssl_index,
+                        (void *)(intptr_t)(ret < 0 ? attempt : 0));
     if (ret < 0) {
         /* OpenSSL frees nothing on this path: leave nothing to leak. */
         X509_free(*x509);
