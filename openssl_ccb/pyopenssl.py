@@ -187,7 +187,26 @@ class _BundledState:
         # What every handshake needs, looked up once (each lookup was measured).
         self.their_ffi, self.their_lib, _ = _binding()
         self.ssl_type = self.their_ffi.typeof("SSL *")
-        self.connections = sys.modules["OpenSSL.SSL"].Connection._reverse_mapping
+        self.connections = _connection_lookup()
+
+
+def _connection_lookup() -> Callable[[Any], Any]:
+    """``SSL *`` -> weak reference to its pyOpenSSL Connection (``None`` if none).
+
+    pyOpenSSL keeps them in a WeakValueDictionary, whose own ``get`` is a
+    Python frame inside every handshake (measured): read its dict of weak
+    references directly when it has the known shape.
+    """
+    mapping = sys.modules["OpenSSL.SSL"].Connection._reverse_mapping
+    data = getattr(mapping, "data", None)
+    if isinstance(mapping, weakref.WeakValueDictionary) and type(data) is dict:
+        return data.get
+
+    def lookup(ssl: Any) -> Any:  # another shape: the same answer, the slow way
+        connection = mapping.get(ssl)
+        return None if connection is None else weakref.ref(connection)
+
+    return lookup
 
 
 # The state lives exactly as long as its Context; a Connection keeps its Context.
@@ -345,7 +364,8 @@ def openssl_ccb_foreign_dispatch(handle: Any, address: int) -> int:
     # server, which has its own certificate, is never asked).
     if callback is None or state.their_lib.SSL_get_certificate(ssl) != state.their_ffi.NULL:
         return 1
-    connection = state.connections.get(ssl)
+    ref = state.connections(ssl)
+    connection = None if ref is None else ref()
     attempt = 1 if connection is None else connection.__dict__.get("_ccb_attempts", 0) + 1
     request = _new(BundledCertificateRequest)  # no __init__ frame
     request._ssl = ssl
