@@ -65,7 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     if "threads" in args.only:
         progress("threads")
         c = config["threads"]
-        results["threads"] = [threads.run(pki, c["rounds"], c["per_thread"], w) for w in worlds]
+        results["threads"] = [
+            threads.run(pki, c["rounds"], c["per_thread"], w, t)
+            for t in threads.TRANSPORTS
+            for w in worlds
+        ]
     results["targets"] = report.verdicts(results)
     results["seconds"] = round(time.monotonic() - started, 1)
     pki.directory.cleanup()

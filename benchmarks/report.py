@@ -53,9 +53,12 @@ def verdicts(results: dict[str, Any]) -> list[dict[str, Any]]:
             m["objects_ok"],
         )
     for t in results.get("threads", []):
+        if t["transport"] != "sockets":
+            continue  # memory BIOs measure the harness's own GIL use: shown, not judged
         scaling = t["scaling"]["Credential"]["median"]
         target(
-            f"threads: {t['world']} 2 threads / 1 thread >= {SCALING_LIMIT} (callback)",
+            f"threads: {t['world']} over sockets, 2 threads / 1 thread >= {SCALING_LIMIT}"
+            " (callback)",
             f"{scaling:.2f} (static: {t['scaling']['static']['median']:.2f}, "
             f"machine: {t['machine_scaling']['median']:.2f})",
             scaling >= SCALING_LIMIT,
@@ -172,6 +175,7 @@ def render(results: dict[str, Any]) -> str:
             rows.append(
                 [
                     t["world"],
+                    t["transport"],
                     f"{us['static, 1 thread']:.0f} / {us['static, 2 threads']:.0f}",
                     f"{us['Credential, 1 thread']:.0f} / {us['Credential, 2 threads']:.0f}",
                     _ratio(t["scaling"]["static"]),
@@ -183,10 +187,12 @@ def render(results: dict[str, Any]) -> str:
         parts += [
             "",
             "4. Threads: throughput of 2 threads / 1 thread, one shared client context"
-            f" (target >= {SCALING_LIMIT} with the callback)",
+            f" (target >= {SCALING_LIMIT} with the callback, over sockets; memory BIOs for"
+            " comparison)",
             _table(
                 [
                     "world",
+                    "transport",
                     "static µs/hs 1T / 2T",
                     "callback µs/hs 1T / 2T",
                     "static scaling",
