@@ -6,7 +6,10 @@ It links the system libssl/libcrypto (the very ones ``ccb.lib`` runs on, which
 * ``bench_loop(cb, ssl, n)``: calls a ``client_cert_cb`` function pointer ``n``
   times, freeing whatever ownership it hands over; returns the sum of the codes;
 * two plain C ``client_cert_cb`` functions: one answering 0 (the floor), one
-  handing over new references to a credential set with ``bench_set_credential``.
+  handing over new references to a credential set with ``bench_set_credential``;
+* two ``extern "Python"`` ``client_cert_cb`` functions answering 0: one bare,
+  one calling a Python function with one argument (the least a trampoline
+  that calls the user's callable can do).
 
 Addresses cross between FFIs (ours, ``ccb.ffi``, ctypes, cryptography's) as
 ``uintptr_t`` integers.
@@ -42,6 +45,8 @@ uintptr_t bench_timed_cb_address(void);
 uintptr_t bench_gated_cb_address(void);
 extern "Python" int bench_extern(void *, void *, void *);
 uintptr_t bench_extern_address(void);
+extern "Python" int bench_extern_call(void *, void *, void *);
+uintptr_t bench_extern_call_address(void);
 double bench_timed_ns(void);
 long bench_timed_calls(void);
 """
@@ -54,6 +59,7 @@ SOURCE = r"""
 typedef int (*client_cert_cb_t)(SSL *, X509 **, EVP_PKEY **);
 
 static int bench_extern(void *, void *, void *);
+static int bench_extern_call(void *, void *, void *);
 
 static X509 *bench_x509;
 static EVP_PKEY *bench_pkey;
@@ -128,6 +134,7 @@ static int bench_gated_cb(SSL *ssl, X509 **x509, EVP_PKEY **pkey)
 static uintptr_t bench_timed_cb_address(void) { return (uintptr_t)&bench_timed_cb; }
 static uintptr_t bench_gated_cb_address(void) { return (uintptr_t)&bench_gated_cb; }
 static uintptr_t bench_extern_address(void) { return (uintptr_t)&bench_extern; }
+static uintptr_t bench_extern_call_address(void) { return (uintptr_t)&bench_extern_call; }
 static double bench_timed_ns(void) { return bench_ns; }
 static long bench_timed_calls(void) { return bench_calls; }
 
@@ -203,6 +210,17 @@ def load() -> ModuleType:
     @module.ffi.def_extern()  # type: ignore[untyped-decorator]
     def bench_extern(ssl: object, x509_out: object, pkey_out: object) -> int:
         return 0  # the bare cost of cffi's extern "Python", as the trampoline uses it
+
+    def answer(request: object) -> None:
+        return None
+
+    @module.ffi.def_extern()  # type: ignore[untyped-decorator]
+    def bench_extern_call(ssl: object, x509_out: object, pkey_out: object) -> int:
+        # The least any trampoline honouring the contract can do: enter Python
+        # and call the user's callable with one argument (here not even a
+        # request object: the SSL itself).
+        answer(ssl)
+        return 0
 
     _module = module
     return module

@@ -10,7 +10,10 @@ The benchmark's C loop (``cbench``) calls each pointer like OpenSSL would:
   handing over the credential by hand (``X509_up_ref``, ``EVP_PKEY_up_ref``);
 * ``ctypes``: a ``ctypes.CFUNCTYPE`` callback returning 0;
 * ``extern "Python"``: a bare cffi ``extern "Python"`` function returning 0, the
-  mechanism the trampoline is built on (its floor).
+  mechanism the trampoline is built on; ``extern "Python" + a call``: the same
+  calling a Python function with one argument, the least any trampoline that
+  calls a user's callable can do (the contract's floor: one Python call more
+  than ``ffi.callback``, which *is* the user's function).
 
 As in a real handshake, the loop runs with the GIL released (cffi releases
 it around ``bench_loop``), each Python callback takes it, and a driver's
@@ -48,6 +51,7 @@ EXPECTED = {
     "ffi.callback, credential": 1,
     "ctypes": 0,
     'extern "Python"': 0,
+    'extern "Python" + a call': 0,
 }
 
 
@@ -102,6 +106,7 @@ def run(pki: PKI, rounds: int, calls: int) -> dict[str, Any]:
         "ffi.callback, credential": (pointer_of(ffi.callback(CB_TYPE, by_hand)), plain_ssl),
         "ctypes": (ctypes.cast(ctypes_cb, ctypes.c_void_p).value or 0, plain_ssl),
         'extern "Python"': (bench.bench_extern_address(), plain_ssl),
+        'extern "Python" + a call': (bench.bench_extern_call_address(), plain_ssl),
     }
 
     def loop(name: str) -> Runner:
@@ -140,7 +145,8 @@ def run(pki: PKI, rounds: int, calls: int) -> dict[str, Any]:
         "ratios": {
             f"{mine} / {other}": samples.ratio(mine, other).as_dict()
             for mine, others in (
-                ("ours, None", ("C (floor)", "ffi.callback", "ctypes")),
+                ("ours, None", ("C (floor)", "ffi.callback", "ctypes", 'extern "Python" + a call')),
+                ('extern "Python" + a call', ("ffi.callback", "ctypes")),
                 ("ours, Credential", ("C, credential", "ffi.callback, credential")),
             )
             for other in others
