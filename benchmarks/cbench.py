@@ -47,6 +47,9 @@ extern "Python" int bench_extern(void *, void *, void *);
 uintptr_t bench_extern_address(void);
 extern "Python" int bench_extern_call(void *, void *, void *);
 uintptr_t bench_extern_call_address(void);
+uintptr_t bench_python_floor_cb_address(void);
+extern "Python" int bench_foreign_floor(uintptr_t);
+uintptr_t bench_foreign_floor_cb_address(void);
 double bench_timed_ns(void);
 long bench_timed_calls(void);
 """
@@ -60,6 +63,7 @@ typedef int (*client_cert_cb_t)(SSL *, X509 **, EVP_PKEY **);
 
 static int bench_extern(void *, void *, void *);
 static int bench_extern_call(void *, void *, void *);
+static int bench_foreign_floor(uintptr_t);
 
 static X509 *bench_x509;
 static EVP_PKEY *bench_pkey;
@@ -131,6 +135,25 @@ static int bench_gated_cb(SSL *ssl, X509 **x509, EVP_PKEY **pkey)
     return bench_credential_cb(ssl, x509, pkey);
 }
 
+/* The least a client_cert_cb written in Python can cost inside a handshake:
+ * enter Python once (bench_extern_call: call a function with one argument),
+ * then hand the credential over in C. */
+static int bench_python_floor_cb(SSL *ssl, X509 **x509, EVP_PKEY **pkey)
+{
+    bench_extern_call(ssl, NULL, NULL);
+    return bench_credential_cb(ssl, x509, pkey);
+}
+
+/* The same for an OpenSSL that is not this one (pyOpenSSL's bundled): a
+ * cert_cb that never touches the SSL in C; Python installs the certificate
+ * through that OpenSSL's own binding. */
+static int bench_foreign_floor_cb(void *ssl, void *arg)
+{
+    return bench_foreign_floor((uintptr_t)ssl);
+}
+
+static uintptr_t bench_python_floor_cb_address(void) { return (uintptr_t)&bench_python_floor_cb; }
+static uintptr_t bench_foreign_floor_cb_address(void) { return (uintptr_t)&bench_foreign_floor_cb; }
 static uintptr_t bench_timed_cb_address(void) { return (uintptr_t)&bench_timed_cb; }
 static uintptr_t bench_gated_cb_address(void) { return (uintptr_t)&bench_gated_cb; }
 static uintptr_t bench_extern_address(void) { return (uintptr_t)&bench_extern; }
@@ -222,6 +245,15 @@ def load() -> ModuleType:
         answer(ssl)
         return 0
 
+    @module.ffi.def_extern()  # type: ignore[untyped-decorator]
+    def bench_foreign_floor(address: int) -> int:
+        their_ffi, their_lib, ssl_type, x509, key = _foreign
+        ssl = their_ffi.cast(ssl_type, address)
+        answer(ssl)
+        their_lib.SSL_use_certificate(ssl, x509)
+        their_lib.SSL_use_PrivateKey(ssl, key)
+        return 1
+
     _module = module
     return module
 
@@ -236,6 +268,31 @@ def c_callback(kind: str) -> Any:
     lib = load().lib
     where = lib.bench_none_cb_address() if kind == "none" else lib.bench_credential_cb_address()
     return ccb.ffi.cast("int (*)(SSL *, X509 **, EVP_PKEY **)", where)
+
+
+def python_floor_callback() -> Any:
+    """The Python floor as a ``client_cert_cb`` (``ccb.ffi`` cdata); hands over
+    the credential given to ``set_credential``."""
+    where = load().lib.bench_python_floor_cb_address()
+    return ccb.ffi.cast("int (*)(SSL *, X509 **, EVP_PKEY **)", where)
+
+
+_foreign: tuple[Any, ...] = ()
+
+
+def set_foreign_floor(context: Any, credential: ccb.Credential) -> None:
+    """Set the Python floor as the cert_cb of a pyOpenSSL Context on its bundled OpenSSL."""
+    global _foreign
+    from openssl_ccb.pyopenssl import _binding, _foreign_objects
+
+    their_ffi, their_lib, _ = _binding()
+    x509, key, _, _ = _foreign_objects(credential)
+    _foreign = (their_ffi, their_lib, their_ffi.typeof("SSL *"), x509, key)
+    their_lib.SSL_CTX_set_cert_cb(
+        context._context,
+        their_ffi.cast("int (*)(SSL *, void *)", load().lib.bench_foreign_floor_cb_address()),
+        their_ffi.NULL,
+    )
 
 
 def set_credential(credential: ccb.Credential) -> None:

@@ -7,6 +7,11 @@ verifies a client certificate. Three clients per cell, timed side by side:
 * ``C callback``: a plain C ``client_cert_cb`` set with ``SSL_CTX_set_client_cert_cb``,
   handing over the same certificate: what OpenSSL itself costs for a callback
   (not on pyOpenSSL's bundled route, whose OpenSSL is not ours);
+* ``Python floor``: the least any Python callback can cost: OpenSSL calls a
+  C callback that enters Python once (calling a one-argument function, as a
+  trampoline must call the user's callable) and then hands the certificate
+  over in C; on pyOpenSSL's bundled route, a cert_cb whose Python installs a
+  fixed certificate through that OpenSSL's binding;
 * ``Credential``: a callback returning one ``ccb.Credential``;
 * ``cryptography``: a callback returning the same ``cryptography`` objects.
 """
@@ -23,7 +28,7 @@ from . import cbench
 from .pki import KEY_TYPES, PKI, Leaf
 from .timing import Runner, interleave
 
-MODES = ("static", "C callback", "Credential", "cryptography")
+MODES = ("static", "C callback", "Python floor", "Credential", "cryptography")
 VERSIONS = ("TLSv1.3", "TLSv1.2")
 _STDLIB_VERSIONS = {"TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
 
@@ -47,10 +52,16 @@ def returning(leaf: Leaf, mode: str) -> Callable[[ccb.CertificateRequest], Any]:
     return callback
 
 
-def set_c_callback(pointer: Any, leaf: Leaf) -> None:
-    """Set the plain C callback on an ``SSL_CTX *``, bypassing openssl-ccb entirely."""
+def set_c_callback(pointer: Any, leaf: Leaf, mode: str = "C callback") -> None:
+    """Set the plain C callback, or the Python floor, on an ``SSL_CTX *``,
+    bypassing openssl-ccb entirely."""
     cbench.set_credential(ccb.Credential.load(leaf.cert_path, leaf.key_path))
-    ccb.lib.SSL_CTX_set_client_cert_cb(pointer, cbench.c_callback("credential"))
+    callback = (
+        cbench.python_floor_callback()
+        if mode == "Python floor"
+        else cbench.c_callback("credential")
+    )
+    ccb.lib.SSL_CTX_set_client_cert_cb(pointer, callback)
 
 
 # --- the standard library --------------------------------------------------------
@@ -71,8 +82,8 @@ def stdlib_client(pki: PKI, version: str, leaf: Leaf, mode: str) -> ssl.SSLConte
     ctx.minimum_version = ctx.maximum_version = _STDLIB_VERSIONS[version]
     if mode == "static":
         ctx.load_cert_chain(leaf.cert_path, leaf.key_path)
-    elif mode == "C callback":
-        set_c_callback(ccb.ssl_ctx(ctx), leaf)
+    elif mode in ("C callback", "Python floor"):
+        set_c_callback(ccb.ssl_ctx(ctx), leaf, mode)
     else:
         ccb.set_client_cert_cb(ctx, returning(leaf, mode))
     return ctx
@@ -131,8 +142,10 @@ def pyopenssl_client(pki: PKI, version: str, leaf: Leaf, mode: str) -> Any:
     if mode == "static":
         ctx.use_certificate(crypto.X509.from_cryptography(leaf.cert))
         ctx.use_privatekey(crypto.PKey.from_cryptography_key(leaf.key))
-    elif mode == "C callback":
-        set_c_callback(ccb.ssl_ctx(ctx), leaf)
+    elif mode == "Python floor" and ccb.pyopenssl_route() != "same-libssl":
+        cbench.set_foreign_floor(ctx, ccb.Credential.load(leaf.cert_path, leaf.key_path))
+    elif mode in ("C callback", "Python floor"):
+        set_c_callback(ccb.ssl_ctx(ctx), leaf, mode)
     else:
         ccb.set_client_cert_cb(ctx, returning(leaf, mode))
     return ctx

@@ -105,7 +105,10 @@ def installed(pointer: Any) -> Any:
     return ForeignCallback(current)
 
 
+# Bound once: attribute lookups inside every handshake are measurable.
 _new = object.__new__
+_from_handle = ffi.from_handle
+_hand_over = lib.openssl_ccb_hand_over
 
 
 def live_contexts() -> int:
@@ -134,7 +137,7 @@ def openssl_ccb_dispatch(handle: Any, ssl: Any, attempt: int) -> int:
     try:
         if not handle:
             raise Error("the openssl-ccb trampoline was installed on a context it does not manage")
-        callback = ffi.from_handle(handle).callback
+        callback = _from_handle(handle).callback
         if callback is None:  # cleared between OpenSSL's check and now
             return 0
         request = _new(CertificateRequest)  # CertificateRequest(ssl, attempt), frameless
@@ -162,7 +165,7 @@ def openssl_ccb_dispatch(handle: Any, ssl: Any, attempt: int) -> int:
                     return result
         # C sets the chain and takes OpenSSL's new references while the
         # Credential is certainly alive.
-        if lib.openssl_ccb_hand_over(ssl, result._x509, result._key, result._chain_arg) != 1:
+        if _hand_over(ssl, result._x509, result._key, result._chain_arg) != 1:
             raise error_from_queue("could not hand the certificate over to the connection")
         return 1
     except WantX509Lookup:
