@@ -330,7 +330,9 @@ def _foreign_objects(credential: Credential) -> tuple[Any, Any, list[Any], tuple
     return credential._foreign  # type: ignore[no-any-return]
 
 
-def _install_bundled(state: _BundledState, ssl: Any, credential: Credential) -> None:
+def _prepare_bundled(state: _BundledState, credential: Credential) -> tuple[Any, Any]:
+    """The credential's certificate and key in the bundled OpenSSL, its chain in
+    the context's store: done once per credential (and chain) and context."""
     their_lib = state.their_lib
     x509, key, chain, chain_der = credential._foreign or _foreign_objects(credential)
     if chain and chain_der not in state.stored_chains:
@@ -344,9 +346,7 @@ def _install_bundled(state: _BundledState, ssl: Any, credential: Credential) -> 
             their_lib.X509_STORE_add_cert(store, item)  # a duplicate is not an error
         their_lib.ERR_clear_error()
         state.stored_chains.add(chain_der)
-    if their_lib.SSL_use_certificate(ssl, x509) != 1 or their_lib.SSL_use_PrivateKey(ssl, key) != 1:
-        their_lib.ERR_clear_error()
-        raise Error("pyOpenSSL's OpenSSL refused the certificate or key")
+    return x509, key
 
 
 _new = object.__new__
@@ -356,13 +356,14 @@ _new = object.__new__
 def openssl_ccb_foreign_dispatch(handle: Any, address: int) -> int:
     # error=0: cert_cb's fatal alert, if anything escapes with nobody to take it.
     # Runs inside every handshake, so, as in the trampoline, nothing is looked
-    # up or built that the success path does not need.
+    # up or built that the success path does not need (each step measured).
     state: _BundledState = ffi.from_handle(handle)
     callback = state.callback
+    their_lib = state.their_lib
     ssl = state.their_ffi.cast(state.ssl_type, address)
     # client_cert_cb runs only when no certificate is set; so does this (and a
     # server, which has its own certificate, is never asked).
-    if callback is None or state.their_lib.SSL_get_certificate(ssl) != state.their_ffi.NULL:
+    if callback is None or their_lib.SSL_get_certificate(ssl) != state.their_ffi.NULL:
         return 1
     ref = state.connections(ssl)
     connection = None if ref is None else ref()
@@ -384,10 +385,18 @@ def openssl_ccb_foreign_dispatch(handle: Any, address: int) -> int:
                 connection._ccb_attempts = attempt if outcome is SUSPEND else 0
             if outcome is SUSPEND:
                 return -1
-        if outcome is not SEND_NONE:
-            assert isinstance(outcome, Credential)
-            _install_bundled(state, ssl, outcome)
-        return 1  # for cert_cb, 1 with nothing set means: send no certificate
+        if outcome is SEND_NONE:
+            return 1  # for cert_cb, 1 with nothing set means: send no certificate
+        foreign = outcome._foreign  # type: ignore[union-attr]  # a Credential by now
+        if foreign is None or foreign[2]:  # not parsed by that OpenSSL yet, or a chain
+            foreign = _prepare_bundled(state, outcome)  # type: ignore[arg-type]
+        if (
+            their_lib.SSL_use_certificate(ssl, foreign[0]) != 1
+            or their_lib.SSL_use_PrivateKey(ssl, foreign[1]) != 1
+        ):
+            their_lib.ERR_clear_error()
+            raise Error("pyOpenSSL's OpenSSL refused the certificate or key")
+        return 1
     except BaseException as exc:
         if connection is None:
             raise
