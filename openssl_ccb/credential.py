@@ -333,8 +333,9 @@ def _identity(obj: Any) -> Any:
     return ("id", id(obj))  # the entry pins obj, so its id cannot be reused meanwhile
 
 
-# The same two objects returned again, no chain: found without a lock or a key
-# tuple. Each entry pins its objects (so their ids are not reused meanwhile).
+# The same two objects returned again, no chain: found by their two ids alone,
+# without a lock. Each entry holds both objects, so while it exists no other
+# live object can have those ids: a hit is the very pair, no check needed.
 by_objects: dict[tuple[int, int], tuple[Any, Any, Credential]] = {}
 
 
@@ -346,7 +347,7 @@ def coerce(cert: Any, key: Any, chain: Any = ()) -> Credential:
     """
     if not chain:
         pinned = by_objects.get((id(cert), id(key)))
-        if pinned is not None and pinned[0] is cert and pinned[1] is key:
+        if pinned is not None:
             return pinned[2]
     if isinstance(cert, ffi.CData) or isinstance(key, ffi.CData):
         return Credential.load(cert, key, chain)  # borrowed pointers: no cache

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .credential import Credential, by_objects, coerce
+from .credential import Credential, coerce
 
 SEND_NONE = 0
 SEND = 1
@@ -33,12 +33,6 @@ def interpret(result: Any) -> Credential | int:
 
     Raises TypeError/ValueError/ccb.Error for anything unusable.
     """
-    if type(result) is tuple and len(result) == 2:
-        # The same (cert, key) objects as last time: coerce()'s first lookup,
-        # here to save a call inside every handshake (measured).
-        pinned = by_objects.get((id(result[0]), id(result[1])))
-        if pinned is not None and pinned[0] is result[0] and pinned[1] is result[1]:
-            return pinned[2]
     if isinstance(result, Credential):
         return result
     if result is None:

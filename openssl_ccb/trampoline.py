@@ -150,14 +150,14 @@ def openssl_ccb_dispatch(handle: Any, ssl: Any, attempt: int) -> int:
         if result is None:
             return 0
         if type(result) is not Credential:
-            # The same (cert, key) objects as last time: interpret()'s first
-            # lookup, inlined here to save a call inside every handshake.
+            # The same (cert, key) objects as before: coerce()'s first lookup,
+            # inlined, as two calls fewer inside every handshake measured.
             pinned = (
                 by_objects.get((id(result[0]), id(result[1])))
                 if type(result) is tuple and len(result) == 2
                 else None
             )
-            if pinned is not None and pinned[0] is result[0] and pinned[1] is result[1]:
+            if pinned is not None:
                 result = pinned[2]
             else:
                 result = interpret(result)
