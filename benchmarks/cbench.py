@@ -41,7 +41,6 @@ uintptr_t bench_none_cb_address(void);
 uintptr_t bench_credential_cb_address(void);
 uintptr_t bench_libssl(void);
 void bench_time_target(uintptr_t cb);
-uintptr_t bench_timed_cb_address(void);
 uintptr_t bench_gated_cb_address(void);
 extern "Python" int bench_extern(void *, void *, void *);
 uintptr_t bench_extern_address(void);
@@ -154,7 +153,6 @@ static int bench_foreign_floor_cb(void *ssl, void *arg)
 
 static uintptr_t bench_python_floor_cb_address(void) { return (uintptr_t)&bench_python_floor_cb; }
 static uintptr_t bench_foreign_floor_cb_address(void) { return (uintptr_t)&bench_foreign_floor_cb; }
-static uintptr_t bench_timed_cb_address(void) { return (uintptr_t)&bench_timed_cb; }
 static uintptr_t bench_gated_cb_address(void) { return (uintptr_t)&bench_gated_cb; }
 static uintptr_t bench_extern_address(void) { return (uintptr_t)&bench_extern; }
 static uintptr_t bench_extern_call_address(void) { return (uintptr_t)&bench_extern_call; }

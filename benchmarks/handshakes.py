@@ -1,7 +1,7 @@
 """1. Handshake overhead: the callback against the same certificate set statically.
 
 Full handshakes in one process over memory BIOs; the server requires and
-verifies a client certificate. Three clients per cell, timed side by side:
+verifies a client certificate. Five clients per cell, timed side by side:
 
 * ``static``: ``load_cert_chain`` (pyOpenSSL: ``use_certificate``/``use_privatekey``);
 * ``C callback``: a plain C ``client_cert_cb`` set with ``SSL_CTX_set_client_cert_cb``,
@@ -213,7 +213,7 @@ WORLDS: dict[str, tuple[Callable[..., Any], Callable[..., Any], Callable[..., Ha
 def cell(
     pki: PKI, world: str, version: str, key_type: str, rounds: int, batch: int
 ) -> dict[str, Any]:
-    """One cell: the three modes, side by side, with ratios to ``static``."""
+    """One cell: every mode, side by side, with ratios to ``static``."""
     make_server, make_client, make_handshake = WORLDS[world]
     leaf = pki.clients[key_type]
     server_ctx = make_server(pki, version)

@@ -14,6 +14,7 @@ certificate) and closes.
 from __future__ import annotations
 
 import socket
+import struct
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -25,10 +26,24 @@ Client = Callable[[tuple[str, int]], None]  # one handshake against a listener
 Serve = Callable[[socket.socket], None]  # one accepted connection
 
 
-def _connect(address: tuple[str, int]) -> socket.socket:
-    sock = socket.create_connection(address)
+TIMEOUT = 30  # seconds: a stuck peer fails the run instead of hanging it
+
+# SO_RCVTIMEO/SO_SNDTIMEO keep the socket blocking (one do_handshake, GIL
+# released), unlike settimeout(), which would change the measured path.
+_TIMEVAL = struct.pack("ll", TIMEOUT, 0)
+
+
+def _tune(sock: socket.socket) -> socket.socket:
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no Nagle stalls between records
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _TIMEVAL)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _TIMEVAL)
     return sock
+
+
+def _connect(address: tuple[str, int]) -> socket.socket:
+    sock = socket.create_connection(address, timeout=TIMEOUT)
+    sock.settimeout(None)  # blocking again: the timeouts are the kernel's now
+    return _tune(sock)
 
 
 def stdlib(pki: PKI, leaf: Any, mode: str) -> tuple[Client, Serve]:
@@ -83,17 +98,19 @@ class Listener:
 
     def __init__(self, serve: Serve) -> None:
         self.sock = socket.create_server(("127.0.0.1", 0), backlog=64)
+        self.sock.settimeout(TIMEOUT)  # accept() only; accepted sockets are blocking
         self.address: tuple[str, int] = self.sock.getsockname()[:2]
         self._serve = serve
         self.errors: list[BaseException] = []
 
     def start(self, n: int) -> threading.Thread:
+        self.errors.clear()
+
         def run() -> None:
             try:
                 for _ in range(n):
                     conn, _ = self.sock.accept()
-                    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                    self._serve(conn)
+                    self._serve(_tune(conn))
             except BaseException as exc:  # reported by the caller, not lost in a thread
                 self.errors.append(exc)
 

@@ -59,7 +59,7 @@ def _in_threads(operations: list[Callable[[], object]]) -> Callable[[int], None]
     """Runs ``n`` of each operation, each in a thread of its own, started together."""
 
     def run(n: int) -> None:
-        start = threading.Barrier(len(operations))
+        start = threading.Barrier(len(operations), timeout=loopback.TIMEOUT)
         errors: list[BaseException] = []
 
         def work(operation: Callable[[], object]) -> None:
@@ -88,12 +88,18 @@ def _over_sockets(
 
     def run(n: int) -> None:
         servers = [listener.start(n) for listener in listeners]
-        clients(n)
-        for server in servers:
-            server.join()
-        for listener in listeners:
-            if listener.errors:
-                raise listener.errors[0]
+        try:
+            clients(n)
+        finally:
+            # A refusal is the server's to explain: its error comes first (the
+            # client's, if any, becomes its __context__).
+            for server in servers:
+                server.join(loopback.TIMEOUT * 2)
+            for listener in listeners:
+                if listener.errors:
+                    raise listener.errors[0]
+            if any(server.is_alive() for server in servers):
+                raise RuntimeError("a server thread did not finish")
 
     return run
 
@@ -107,25 +113,25 @@ def run(pki: PKI, rounds: int, per_thread: int, world: str, transport: str) -> d
     runners: dict[str, Runner] = {}
     cpu: dict[str, list[float]] = {}
     listeners: list[loopback.Listener] = []
-    for mode in MODES:
-        for threads in (1, 2):
-            name = _name(mode, threads)
-            if mode == "machine":
-                work = _in_threads([_hash] * threads)
-            elif transport == "sockets":
-                client, serve = loopback.WORLDS[world](pki, leaf, mode)
-                mine = [loopback.Listener(serve) for _ in range(threads)]
-                listeners += mine
-                work = _over_sockets(client, mine)
-            else:
-                make_server, make_client, make_handshake = WORLDS[world]
-                handshake = make_handshake(
-                    make_server(pki, "TLSv1.3"), make_client(pki, "TLSv1.3", leaf, mode)
-                )
-                work = _in_threads([handshake] * threads)
-            work(2)  # warm-up, and proof that it works
-            runners[name] = _timed(work, cpu.setdefault(name, []))
     try:
+        for mode in MODES:
+            for threads in (1, 2):
+                name = _name(mode, threads)
+                if mode == "machine":
+                    work = _in_threads([_hash] * threads)
+                elif transport == "sockets":
+                    client, serve = loopback.WORLDS[world](pki, leaf, mode)
+                    mine = [loopback.Listener(serve) for _ in range(threads)]
+                    listeners += mine
+                    work = _over_sockets(client, mine)
+                else:
+                    make_server, make_client, make_handshake = WORLDS[world]
+                    handshake = make_handshake(
+                        make_server(pki, "TLSv1.3"), make_client(pki, "TLSv1.3", leaf, mode)
+                    )
+                    work = _in_threads([handshake] * threads)
+                work(2)  # warm-up, and proof that it works
+                runners[name] = _timed(work, cpu.setdefault(name, []))
         samples = interleave(runners, rounds, per_thread)
     finally:
         for listener in listeners:
