@@ -167,7 +167,12 @@ def _find_call(ssl_ptr: Any) -> driving.Call | None:
     if ctypes.c_void_p.from_address(address + _TYPE_OFFSET).value != _SSLSOCKET_TYPE:
         return None
     connection = ctypes.cast(address, ctypes.py_object).value.owner
-    return None if connection is None else driving.ConnectionCall(connection)
+    if not isinstance(connection, _SURFACING):
+        # A class set on the context after set_client_cert_cb (not wrapped by
+        # adopt): nothing would take a stored exception, so let it go to
+        # sys.unraisablehook, with its traceback, instead of hiding it.
+        return None
+    return driving.ConnectionCall(connection)
 
 
 def _stored(connection: Any, exc: ssl.SSLError) -> BaseException | None:
@@ -320,12 +325,14 @@ class CCBSSLObject(ssl.SSLObject):
         _reraise(error)
 
 
+_SURFACING = (_Driven, CCBSSLObject)  # the classes whose calls re-raise a stored exception
+
 _derived: dict[type, type] = {}
 
 
 def _derive(base: type, ours: type, mixin: type) -> type:
     # Keep a user's own sslsocket_class/sslobject_class, with ours on top.
-    if issubclass(base, (_Driven, CCBSSLObject)):
+    if issubclass(base, _SURFACING):
         return base
     if base in (ssl.SSLSocket, ssl.SSLObject):
         return ours

@@ -329,6 +329,29 @@ def test_user_sslsocket_class_is_kept(ca, server_cert, credential):
         pair.handshake(client)
 
 
+def test_class_set_after_the_callback_reports_its_exception_not_hides_it(
+    ca, server_cert, monkeypatch
+):
+    """A plain sslobject_class set after set_client_cert_cb cannot re-raise the
+    callback's exception: it must reach sys.unraisablehook with its traceback,
+    the handshake staying suspended, and nothing left on the connection."""
+    import sys
+
+    reported = []
+    monkeypatch.setattr(sys, "unraisablehook", reported.append)
+    pair = MemoryPair(server_context(ca, server_cert))
+    ctx = client_context(ca)
+    ccb.set_client_cert_cb(ctx, _raise_boom)
+    ctx.sslobject_class = ssl.SSLObject  # replaces openssl-ccb's own class
+    client = pair.stdlib_client(ctx)
+    with pytest.raises(ssl.SSLError) as raised:
+        pair.handshake(client)
+    assert raised.value.errno == ssl.SSL_ERROR_WANT_X509_LOOKUP
+    assert [type(r.exc_value) for r in reported] == [Boom]
+    assert reported[0].exc_traceback is not None
+    assert "_ccb_error" not in client.__dict__
+
+
 def test_sslcontext_subclass_is_accepted(ca, server_cert, credential, client_der):
     class MyContext(ssl.SSLContext):
         pass
