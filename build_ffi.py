@@ -238,6 +238,9 @@ CUSTOMIZATIONS = """
 int openssl_ccb_client_cert_cb(SSL *, X509 **, EVP_PKEY **);
 
 extern "Python" int openssl_ccb_dispatch(void *, SSL *, int);
+/* The attempt openssl_ccb_dispatch is given when it must raise instead. */
+static const int OPENSSL_CCB_REENTERED;
+static const int OPENSSL_CCB_NO_MEMORY;
 extern "Python" void openssl_ccb_release(void *);
 
 /* For an SSL_CTX of another OpenSSL (pip's bundled one): a cert_cb that
@@ -247,11 +250,13 @@ uintptr_t openssl_ccb_foreign_cert_cb_address(void);
 
 int openssl_ccb_init(void);
 void openssl_ccb_set_exiting(void);
+void openssl_ccb_set_finalizing_probe(uintptr_t);
 void *openssl_ccb_get_state(const SSL_CTX *);
-int openssl_ccb_set_state(SSL_CTX *, void *);
+void *openssl_ccb_attach_state(SSL_CTX *, void *);
 int openssl_ccb_attempts(const SSL *);
 X509 *openssl_ccb_get1_peer_certificate(const SSL *);
 int openssl_ccb_hand_over(SSL *, X509 *, EVP_PKEY *, openssl_ccb_X509_STACK *);
+int openssl_ccb_forward(SSL *, openssl_ccb_client_cert_cb_t);
 int openssl_ccb_password_cb(char *, int, int, void *);
 int openssl_ccb_ec_curve(const EVP_PKEY *);
 openssl_ccb_client_cert_cb_t openssl_ccb_trampoline(void);
@@ -260,7 +265,9 @@ void *SSL_get_app_data(const SSL *);
 """
 
 SOURCE = r"""
+#include <pthread.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <openssl/opensslv.h>
 #include <openssl/crypto.h>
@@ -307,32 +314,58 @@ static uintptr_t openssl_ccb_foreign_cert_cb_address(void)
 static int openssl_ccb_ctx_index = -1;
 static int openssl_ccb_ssl_index = -1;
 
-/* Set at interpreter exit (an atexit handler): contexts freed after that,
- * during the interpreter's own teardown, must not call into Python, which
- * cffi can no longer reach then. Their state goes with the process. */
+/* Contexts freed during the interpreter's own teardown must not call into
+ * Python, which cffi can no longer reach then: their state goes with the
+ * process. The interpreter's own "finalizing" flag says when that starts
+ * (after every atexit handler, so contexts freed by one still release their
+ * callables); where it cannot be read (PyPy), a flag set by the last atexit
+ * handler to run stands in. */
 static int openssl_ccb_exiting = 0;
+static int (*openssl_ccb_is_finalizing)(void) = NULL;
 
 static void openssl_ccb_set_exiting(void)
 {
     openssl_ccb_exiting = 1;
 }
 
+static void openssl_ccb_set_finalizing_probe(uintptr_t probe)
+{
+    openssl_ccb_is_finalizing = (int (*)(void))probe;
+}
+
+static int openssl_ccb_tearing_down(void)
+{
+    if (openssl_ccb_is_finalizing != NULL)
+        return openssl_ccb_is_finalizing();
+    return openssl_ccb_exiting;
+}
+
 /* Runs inside SSL_CTX_free: the context is gone, so its Python state goes. */
 static void openssl_ccb_ctx_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad,
                                  int idx, long argl, void *argp)
 {
-    if (ptr != NULL && !openssl_ccb_exiting)
+    if (ptr != NULL && !openssl_ccb_tearing_down())
         openssl_ccb_release(ptr);
 }
 
+static void openssl_ccb_lock(void);
+static void openssl_ccb_unlock(void);
+
 static int openssl_ccb_init(void)
 {
+    static int forks_handled = 0;
+
     if (openssl_ccb_ctx_index < 0)
         openssl_ccb_ctx_index = SSL_CTX_get_ex_new_index(
             0, NULL, NULL, NULL, openssl_ccb_ctx_free);
     if (openssl_ccb_ssl_index < 0)
         openssl_ccb_ssl_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
-    return openssl_ccb_ctx_index >= 0 && openssl_ccb_ssl_index >= 0;
+    /* A fork() while another thread attaches a state must not leave the lock
+     * held in the child: fork waits for it, and both sides release it. */
+    if (!forks_handled && pthread_atfork(openssl_ccb_lock, openssl_ccb_unlock,
+                                         openssl_ccb_unlock) == 0)
+        forks_handled = 1;
+    return openssl_ccb_ctx_index >= 0 && openssl_ccb_ssl_index >= 0 && forks_handled;
 }
 
 static void *openssl_ccb_get_state(const SSL_CTX *ctx)
@@ -340,48 +373,80 @@ static void *openssl_ccb_get_state(const SSL_CTX *ctx)
     return SSL_CTX_get_ex_data(ctx, openssl_ccb_ctx_index);
 }
 
-static int openssl_ccb_set_state(SSL_CTX *ctx, void *state)
-{
-    return SSL_CTX_set_ex_data(ctx, openssl_ccb_ctx_index, state);
-}
-
 static int openssl_ccb_attempts(const SSL *ssl)
 {
     return (int)(intptr_t)SSL_get_ex_data(ssl, openssl_ccb_ssl_index);
 }
 
-/* Where the answer of the callback running on this thread goes. Python hands
- * a certificate over with openssl_ccb_hand_over, which takes the new
- * references in C, under the GIL, while the Python objects are still alive:
- * one call instead of two up_refs, and three arguments into Python, not five. */
-#if defined(_MSC_VER)
-#define OPENSSL_CCB_THREAD_LOCAL __declspec(thread)
-#else
-#define OPENSSL_CCB_THREAD_LOCAL __thread
+/* The answers in progress on this thread, one per callback running: where
+ * openssl_ccb_hand_over puts the certificate, and how a handshake that
+ * re-enters its own callback is recognised. Heap nodes in a doubly linked
+ * list, not a stack of frames: a callback may drive another connection's
+ * handshake (nesting), and under gevent a callback may yield to another
+ * greenlet on this thread whose callback then runs and ends first (no
+ * nesting order), while the switched-out greenlet's C stack is copied away. */
+#if defined(_WIN32)
+#error "openssl-ccb supports POSIX systems only"
 #endif
 
 struct openssl_ccb_answer {
     SSL *ssl;
     X509 **x509;
     EVP_PKEY **pkey;
+    struct openssl_ccb_answer *prev, *next;
 };
 
-static OPENSSL_CCB_THREAD_LOCAL struct openssl_ccb_answer *openssl_ccb_answering = NULL;
+static __thread struct openssl_ccb_answer *openssl_ccb_answers = NULL;
+
+static struct openssl_ccb_answer *openssl_ccb_answer_for(const SSL *ssl)
+{
+    struct openssl_ccb_answer *answer;
+    for (answer = openssl_ccb_answers; answer != NULL; answer = answer->next)
+        if (answer->ssl == ssl)
+            return answer;
+    return NULL;
+}
+
+/* attempt, as openssl_ccb_dispatch receives it: 1, 2, ... for a call of the
+ * callback; these instead tell Python to raise, without calling it. */
+#define OPENSSL_CCB_REENTERED 0
+#define OPENSSL_CCB_NO_MEMORY (-1)
 
 static int openssl_ccb_client_cert_cb(SSL *ssl, X509 **x509, EVP_PKEY **pkey)
 {
     void *state = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), openssl_ccb_ctx_index);
-    int attempt = openssl_ccb_attempts(ssl) + 1;
-    struct openssl_ccb_answer answer = {ssl, x509, pkey};
-    /* A callback may itself drive another handshake on this thread. */
-    struct openssl_ccb_answer *outer = openssl_ccb_answering;
-    int ret;
+    struct openssl_ccb_answer *answer;
+    int attempt, ret;
 
     *x509 = NULL;
     *pkey = NULL;
-    openssl_ccb_answering = &answer;
+    /* The callback drove its own connection's handshake: OpenSSL cannot
+     * re-enter a handshake from inside its callback (under TLS 1.3 it reads
+     * freed state). The inner call fails, with an error raised there. */
+    if (openssl_ccb_answer_for(ssl) != NULL)
+        return openssl_ccb_dispatch(state, ssl, OPENSSL_CCB_REENTERED);
+    answer = malloc(sizeof(*answer));
+    if (answer == NULL)
+        return openssl_ccb_dispatch(state, ssl, OPENSSL_CCB_NO_MEMORY);
+    answer->ssl = ssl;
+    answer->x509 = x509;
+    answer->pkey = pkey;
+    answer->prev = NULL;
+    answer->next = openssl_ccb_answers;
+    if (answer->next != NULL)
+        answer->next->prev = answer;
+    openssl_ccb_answers = answer;
+
+    attempt = openssl_ccb_attempts(ssl) + 1;
     ret = openssl_ccb_dispatch(state, ssl, attempt);
-    openssl_ccb_answering = outer;
+
+    if (answer->prev != NULL)
+        answer->prev->next = answer->next;
+    else
+        openssl_ccb_answers = answer->next;
+    if (answer->next != NULL)
+        answer->next->prev = answer->prev;
+    free(answer);
 
     /* Count suspensions so a retry knows it is one; reset once answered.
      * A first attempt that is answered stores nothing: setting a slot on a
@@ -399,21 +464,23 @@ static int openssl_ccb_client_cert_cb(SSL *ssl, X509 **x509, EVP_PKEY **pkey)
     return ret;
 }
 
-/* The answer "send this": the chain on this connection first (client_cert_cb
- * cannot carry one, and OpenSSL's own SSL_use_certificate of the same pair
- * then keeps it), then new references for OpenSSL, which frees the two it is
- * given. 1 on success; 0 outside this SSL's callback or if already answered;
- * -1 with the error queue set if the chain could not be set. */
+/* The answer "send this", under the GIL while the Python objects are alive:
+ * the certificate, key and chain set on this connection first (the chain
+ * because client_cert_cb cannot carry one; all three because only then does
+ * OpenSSL report a certificate its security level refuses, which it would
+ * otherwise drop silently and go on without one), then new references for
+ * OpenSSL, which frees the two it is given. 1 on success; 0 outside this
+ * SSL's callback or if already answered; -1 with the error queue set if
+ * OpenSSL refused the certificate, the key or the chain. */
 static int openssl_ccb_hand_over(SSL *ssl, X509 *x509, EVP_PKEY *pkey,
                                  openssl_ccb_X509_STACK *chain)
 {
-    struct openssl_ccb_answer *answer = openssl_ccb_answering;
+    struct openssl_ccb_answer *answer = openssl_ccb_answer_for(ssl);
 
-    if (answer == NULL || answer->ssl != ssl || *answer->x509 != NULL)
+    if (answer == NULL || *answer->x509 != NULL)
         return 0;
-    if (chain != NULL && (SSL_use_certificate(ssl, x509) != 1
-                          || SSL_use_PrivateKey(ssl, pkey) != 1
-                          || SSL_set1_chain(ssl, chain) != 1))
+    if (SSL_use_certificate(ssl, x509) != 1 || SSL_use_PrivateKey(ssl, pkey) != 1
+        || (chain != NULL && SSL_set1_chain(ssl, chain) != 1))
         return -1;
     if (!X509_up_ref(x509))
         return -1;
@@ -424,6 +491,38 @@ static int openssl_ccb_hand_over(SSL *ssl, X509 *x509, EVP_PKEY *pkey,
     *answer->x509 = x509;
     *answer->pkey = pkey;
     return 1;
+}
+
+/* Answer with a C callback, for a handshake that entered the trampoline just
+ * as a C function pointer replaced the Python callback on its context. */
+static int openssl_ccb_forward(SSL *ssl, openssl_ccb_client_cert_cb_t callback)
+{
+    struct openssl_ccb_answer *answer = openssl_ccb_answer_for(ssl);
+
+    if (answer == NULL || callback == NULL)
+        return 0;
+    return callback(ssl, answer->x509, answer->pkey);
+}
+
+/* Attach a context's state unless one is there, atomically: two threads
+ * setting a callback on one new context must not both attach (the GIL is
+ * released around every call into this module). Returns the state attached,
+ * ours or the one that was there first; NULL if none could be. */
+static pthread_mutex_t openssl_ccb_state_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void openssl_ccb_lock(void) { pthread_mutex_lock(&openssl_ccb_state_lock); }
+static void openssl_ccb_unlock(void) { pthread_mutex_unlock(&openssl_ccb_state_lock); }
+
+static void *openssl_ccb_attach_state(SSL_CTX *ctx, void *state)
+{
+    void *current;
+
+    openssl_ccb_lock();
+    current = SSL_CTX_get_ex_data(ctx, openssl_ccb_ctx_index);
+    if (current == NULL && SSL_CTX_set_ex_data(ctx, openssl_ccb_ctx_index, state) == 1)
+        current = state;
+    openssl_ccb_unlock();
+    return current;
 }
 
 static X509 *openssl_ccb_get1_peer_certificate(const SSL *ssl)

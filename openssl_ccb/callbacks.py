@@ -74,7 +74,8 @@ def set_client_cert_cb(ctx: ContextLike, callback: CallbackLike) -> None:
     if pyopenssl.is_context(ctx):
         pyopenssl.set_callback(ctx, callback)
         return
-    install(_ssl_ctx(ctx, adopt=True), callback)
+    owner = None if isinstance(ctx, ffi.CData) else ctx  # keeps the callable (trampoline)
+    install(_ssl_ctx(ctx, adopt=True), callback, owner)
 
 
 def get_client_cert_cb(ctx: ContextLike) -> Any:

@@ -106,7 +106,7 @@ def set_callback(context: Any, callback: Any) -> None:
     _patch_connection()
     if route() == SAME_LIBSSL:
         driving.add_finder(_find_connection_call)
-        install(ssl_ctx_of(context), callback)
+        install(ssl_ctx_of(context), callback, context)
     else:
         _set_bundled(context, callback)
 

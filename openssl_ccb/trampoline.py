@@ -5,19 +5,32 @@ every context. It finds the context's ``ContextState`` in the context's own
 ex_data slot and calls ``openssl_ccb_dispatch`` (``extern "Python"``, never
 ``ffi.callback``) with it.
 
-Lifetime: a context's state is created the first time a Python callback is
-set on it and stored, as an ``ffi.new_handle``, in the context's ex_data.
-The handle is kept in ``_live`` until OpenSSL frees the context, whose
-ex_data free hook calls ``openssl_ccb_release``: the callable then loses its
-last reference from us. The state is never replaced while the context lives
-(setting again only swaps ``callback``), so a handshake running on another
-thread never sees a freed handle; a new context at a reused address starts
-with an empty slot, so it never inherits an old callback.
+Lifetime:
+
+* A context's state is attached (atomically, in C) the first time a
+  callback is set on it, as an ``ffi.new_handle`` in the context's ex_data,
+  and kept in ``_live`` until OpenSSL frees the context, whose ex_data free
+  hook calls ``openssl_ccb_release``. The state is never replaced while the
+  context lives, so a handshake on another thread never sees a freed handle;
+  a new context at a reused address starts with an empty slot and inherits
+  nothing.
+* The callable is not held by the state but by a ``_Holder`` that the
+  context's Python object keeps in its ``__dict__`` (``ssl.SSLContext``,
+  pyOpenSSL ``Context``): a callable that refers back to its own context
+  (``set_client_cert_cb(self.ctx, self.choose)``) is then an ordinary cycle
+  that the garbage collector can free. The state sees the holder through a
+  weak reference. A bare ``SSL_CTX *`` has no such object: its state holds
+  the holder itself, until the context is freed.
+* Every C function pointer installed on a context is kept until the context
+  is freed: OpenSSL gives no way to know that no handshake is inside one.
+* Swapping is atomic for a concurrent handshake: it sees the old or the new
+  callback, never neither (a handshake that entered the trampoline just as
+  a C pointer replaced the Python callable is forwarded to the pointer).
 """
 
 from __future__ import annotations
 
-import threading
+import weakref
 from typing import Any, Callable
 
 from . import driving
@@ -29,20 +42,34 @@ from .request import CertificateRequest
 from .return_codes import SUSPEND, interpret
 
 
-class ContextState:
-    """What openssl-ccb keeps for one ``SSL_CTX``."""
+class _Holder:
+    """The callable set on one context, where the garbage collector can see it."""
 
-    __slots__ = ("__weakref__", "callback", "handle", "pointer", "stdlib")
+    __slots__ = ("__weakref__", "callback")
+
+    def __init__(self) -> None:
+        self.callback: Callable[[CertificateRequest], Any] | None = None
+
+
+_NO_HOLDER = _Holder()  # what a state sees before a callable is first bound
+_OWNER_KEY = "_openssl_ccb_holder"
+
+
+class ContextState:
+    """What openssl-ccb keeps for one ``SSL_CTX``, as long as it lives."""
+
+    __slots__ = ("__weakref__", "forward", "handle", "holder", "keep", "pointers", "stdlib")
 
     def __init__(self) -> None:
         self.stdlib = False  # an ssl.SSLContext's: its SSLs' app data is _ssl's object
-        self.callback: Callable[[CertificateRequest], Any] | None = None
-        self.pointer: Any = None  # a C function pointer set through us, as given
+        self.holder: Callable[[], _Holder | None] = weakref.ref(_NO_HOLDER)
+        self.keep: _Holder | None = None  # the holder, when no Python object owns it
+        self.forward: Any = None  # the C function pointer now installed, if any
+        self.pointers: dict[int, Any] = {}  # every C pointer installed, by address
         self.handle: Any = None
 
 
 _live: dict[int, Any] = {}
-_live_lock = threading.Lock()
 
 
 def state_of(ctx: Any) -> ContextState | None:
@@ -54,26 +81,55 @@ def state_of(ctx: Any) -> ContextState | None:
 
 
 def ensure_state(ctx: Any) -> ContextState:
-    with _live_lock:  # two threads must not both attach a state
-        state = state_of(ctx)
-        if state is not None:
-            return state
-        state = ContextState()
-        handle = ffi.new_handle(state)
-        if lib.openssl_ccb_set_state(ctx, handle) != 1:
-            raise error_from_queue("could not attach openssl-ccb state to the SSL_CTX")
-        state.handle = handle
-        _live[int(ffi.cast("uintptr_t", handle))] = handle
+    """The context's state, attached now if it has none.
+
+    No Python lock: the attach is atomic in C, so threads, a garbage
+    collector finalizer setting a callback, and fork() cannot deadlock here.
+    """
+    state = state_of(ctx)
+    if state is not None:
         return state
+    state = ContextState()
+    handle = state.handle = ffi.new_handle(state)
+    key = int(ffi.cast("uintptr_t", handle))
+    _live[key] = handle  # before C can see it, so a release always finds it
+    attached = lib.openssl_ccb_attach_state(ctx, handle)
+    if attached == handle:
+        return state
+    del _live[key]
+    if attached == ffi.NULL:
+        raise error_from_queue("could not attach openssl-ccb state to the SSL_CTX")
+    winner: ContextState = ffi.from_handle(attached)  # another thread was first
+    return winner
 
 
-def install(pointer: Any, callback: Any) -> None:
-    """Set ``callback`` on an ``SSL_CTX *`` of our own libssl."""
+def _holder_of(state: ContextState, owner: Any) -> _Holder:
+    holder = state.holder()
+    if holder is not None and holder is not _NO_HOLDER:
+        return holder
+    holder = _Holder()
+    slots = getattr(owner, "__dict__", None)
+    if slots is not None:
+        slots[_OWNER_KEY] = holder
+    else:
+        state.keep = holder
+    state.holder = weakref.ref(holder)
+    return holder
+
+
+def install(pointer: Any, callback: Any, owner: Any = None) -> None:
+    """Set ``callback`` on an ``SSL_CTX *`` of our own libssl.
+
+    ``owner``: the Python object that owns the context (an ``ssl.SSLContext``
+    or pyOpenSSL ``Context``), which then keeps the callable; None for a bare
+    ``SSL_CTX *``.
+    """
     if callback is None:
-        lib.SSL_CTX_set_client_cert_cb(pointer, ffi.NULL)
         state = state_of(pointer)
         if state is not None:
-            state.callback = state.pointer = None
+            state.forward = None
+            state.holder().callback = None  # type: ignore[union-attr]
+        lib.SSL_CTX_set_client_cert_cb(pointer, ffi.NULL)
         return
     if isinstance(callback, ffi.CData):
         if ffi.typeof(callback) is not CLIENT_CERT_CB or callback == ffi.NULL:
@@ -82,11 +138,14 @@ def install(pointer: Any, callback: Any) -> None:
                 f"got {ffi.typeof(callback).cname}"
             )
         state = ensure_state(pointer)
-        state.callback, state.pointer = None, callback
+        state.pointers[int(ffi.cast("uintptr_t", callback))] = callback
+        state.forward = callback
         lib.SSL_CTX_set_client_cert_cb(pointer, callback)
+        _holder_of(state, owner).callback = None
         return
     state = ensure_state(pointer)
-    state.callback, state.pointer = callback, None
+    _holder_of(state, owner).callback = callback
+    state.forward = None
     lib.SSL_CTX_set_client_cert_cb(pointer, TRAMPOLINE)
 
 
@@ -97,11 +156,12 @@ def installed(pointer: Any) -> Any:
         return None
     state = state_of(pointer)
     if current == TRAMPOLINE:
-        if state is None or state.callback is None:
+        holder = None if state is None else state.holder()
+        if holder is None or holder.callback is None:
             raise Error("the openssl-ccb trampoline is installed without a callback")
-        return state.callback
-    if state is not None and state.pointer is not None and state.pointer == current:
-        return state.pointer
+        return holder.callback
+    if state is not None and state.forward is not None and state.forward == current:
+        return state.forward
     return ForeignCallback(current)
 
 
@@ -123,7 +183,11 @@ def openssl_ccb_release(handle: Any, _live: dict[int, Any] = _live, _ffi: Any = 
     kept = _live.pop(int(_ffi.cast("uintptr_t", handle)), None)
     if kept is not None:
         state = _ffi.from_handle(kept)
-        state.callback = state.pointer = None
+        holder = state.holder()
+        if holder is not None:
+            holder.callback = None
+        state.keep = state.forward = None
+        state.pointers.clear()
 
 
 @ffi.def_extern(error=SUSPEND)  # type: ignore[untyped-decorator]
@@ -135,11 +199,16 @@ def openssl_ccb_dispatch(handle: Any, ssl: Any, attempt: int) -> int:
     # only when something went wrong (or the callable asks for .connection),
     # and a Credential is handed over without a method call.
     try:
-        if not handle:
-            raise Error("the openssl-ccb trampoline was installed on a context it does not manage")
-        callback = _from_handle(handle).callback
-        if callback is None:  # cleared between OpenSSL's check and now
-            return 0
+        if attempt < 1 or not handle:
+            raise _refusal(handle, attempt)
+        state = _from_handle(handle)
+        holder = state.holder()
+        if holder is None:
+            raise Error("the Python object of the context this callback was set on is gone")
+        callback = holder.callback
+        if callback is None:  # replaced or cleared between OpenSSL's check and now
+            forward = state.forward
+            return 0 if forward is None else int(lib.openssl_ccb_forward(ssl, forward))
         request = _new(CertificateRequest)  # CertificateRequest(ssl, attempt), frameless
         request._ssl = ssl
         request.attempt = attempt
@@ -176,3 +245,22 @@ def openssl_ccb_dispatch(handle: Any, ssl: Any, attempt: int) -> int:
             raise
         call.fail(exc)
         return SUSPEND
+
+
+def _refusal(handle: Any, attempt: int) -> Error:
+    if attempt == REENTERED:
+        return Error(
+            "the client-certificate callback drove its own connection's handshake "
+            "(do_handshake, read or write on the connection it is answering for): "
+            "OpenSSL cannot re-enter a handshake from inside its callback; "
+            "return the answer instead"
+        )
+    if attempt == NO_MEMORY:
+        return Error("out of memory entering the client-certificate callback")
+    return Error("the openssl-ccb trampoline was installed on a context it does not manage")
+
+
+# What openssl_ccb_client_cert_cb passes as the attempt when it must not call
+# the callback.
+REENTERED = lib.OPENSSL_CCB_REENTERED
+NO_MEMORY = lib.OPENSSL_CCB_NO_MEMORY
