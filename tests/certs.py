@@ -40,8 +40,9 @@ class Issued:
 
 
 def new_key(kind: str) -> Any:
-    if kind == "rsa":
-        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    if kind in ("rsa", "rsa1024"):
+        size = 1024 if kind == "rsa1024" else 2048  # 1024: below security level 2
+        return rsa.generate_private_key(public_exponent=65537, key_size=size)
     return ec.generate_private_key({"ec": ec.SECP256R1(), "p384": ec.SECP384R1()}[kind])
 
 
