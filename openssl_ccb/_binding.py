@@ -19,9 +19,7 @@ def _refuse_subinterpreters() -> None:
     current, main = api.PyInterpreterState_Get, api.PyInterpreterState_Main
     current.restype = main.restype = ctypes.c_void_p
     if current() != main():
-        raise ImportError(
-            "openssl-ccb runs only in the main interpreter, not in a subinterpreter"
-        )
+        raise ImportError("openssl-ccb runs only in the main interpreter, not in a subinterpreter")
 
 
 _refuse_subinterpreters()

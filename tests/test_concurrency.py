@@ -249,3 +249,41 @@ def test_collecting_contexts_while_other_threads_handshake(world, ca, server_cer
     gc.collect()
     assert [ref for ref in answers if ref() is not None] == []
     assert (live_contexts(), len(pyopenssl._bundled)) == kept
+
+
+def _c_answer(credential: ccb.Credential) -> Any:
+    """A fresh C function pointer (an ``ffi.callback``) that sends ``credential``."""
+    from openssl_ccb import ffi, lib
+
+    @ffi.callback("int(SSL *, X509 **, EVP_PKEY **)")
+    def answer(ssl: Any, x509: Any, pkey: Any) -> int:
+        lib.X509_up_ref(credential._x509)
+        lib.EVP_PKEY_up_ref(credential._key)
+        x509[0], pkey[0] = credential._x509, credential._key
+        return 1
+
+    return answer
+
+
+@pytest.mark.parametrize("world", ["stdlib", "raw"])
+def test_swapping_python_and_c_callbacks_while_other_threads_handshake(world, ca, server_cert):
+    """Every handshake sees the old or the new callback, never neither and never
+    a freed C pointer: fresh ``ffi.callback`` pointers and Python callables
+    alternate on the context while four threads handshake on it."""
+    (cred,) = credentials(1).values()
+    ctx = client_context(world, ca)
+    ccb.set_client_cert_cb(ctx, Answer(cred))
+    work = _handshakes(world, lambda: ctx, requiring_server(ca, server_cert), 30)
+    outcomes: list[list[Any]] = [[] for _ in range(4)]
+    threads = [threading.Thread(target=work, args=(into,)) for into in outcomes]
+    for thread in threads:
+        thread.start()
+    flips = 0
+    while any(thread.is_alive() for thread in threads):
+        ccb.set_client_cert_cb(ctx, _c_answer(cred) if flips % 2 else Answer(cred))
+        flips += 1
+    for thread in threads:
+        thread.join()
+    sent = [der for into in outcomes for der in into]
+    assert sent == [cred.certificate] * 120, [x for x in sent if x != cred.certificate][:3]
+    assert flips > 120

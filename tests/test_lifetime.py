@@ -238,3 +238,95 @@ def test_new_context_at_a_reused_address_inherits_nothing(ca, credential, kind):
     assert ccb.get_client_cert_cb(reused) is None
     for ctx in [*kept, reused]:
         free(ctx)
+
+
+class Owner:
+    """The everyday pattern: an object that keeps a context and sets its own method."""
+
+    def __init__(self, ctx: Any, credential: ccb.Credential) -> None:
+        self.ctx = ctx
+        self.credential = credential
+        ccb.set_client_cert_cb(self.ctx, self.choose)
+
+    def choose(self, request: ccb.CertificateRequest) -> ccb.Credential:
+        return self.credential
+
+
+@pytest.mark.parametrize("world", ["stdlib", "pyopenssl"])
+def test_a_callback_that_refers_to_its_own_context_is_collected(
+    world, ca, server_cert, credential, client_der
+):
+    """``set_client_cert_cb(self.ctx, self.choose)`` is an ordinary cycle: after
+    real handshakes, dropping the owners frees them, their contexts and state."""
+    from worlds import Link, MemoryClient, MemoryServer
+    from worlds import client_context as world_context
+
+    gc.collect()
+    before = live_contexts()
+    owners = [Owner(world_context(world, ca), credential) for _ in range(50)]
+    for owner in owners[:3]:
+        link = Link(MemoryClient(world, owner.ctx), MemoryServer(server_context(ca, server_cert)))
+        link.handshake()
+        link.exchange()
+        assert link.server.peer_der() == client_der
+    del link
+    refs = [weakref.ref(owner) for owner in owners] + [weakref.ref(o.ctx) for o in owners]
+    del owner, owners
+    gc.collect()
+    assert [ref for ref in refs if ref() is not None] == []
+    assert live_contexts() == before
+
+
+def test_a_raw_callback_that_refers_to_its_own_context_goes_when_the_context_is_freed(
+    ca, server_cert, credential, client_der
+):
+    """A bare ``SSL_CTX *`` has no Python object to hold the callable, so the
+    context itself holds it until OpenSSL frees the context (``ffi.release``
+    of an ``ffi.gc`` pointer, or ``SSL_CTX_free``)."""
+    owner = Owner(raw_client_ctx(ca), credential)
+    client = RawEnd(owner.ctx)
+    pair = MemoryPair(server_context(ca, server_cert))
+    raw_pair_handshake(client, pair)
+    assert pair.peer_der() == client_der
+    ref = weakref.ref(owner)
+    del client
+    ffi.release(owner.ctx)
+    del owner
+    gc.collect()
+    assert ref() is None
+
+
+def _c_answer(credential: ccb.Credential) -> Any:
+    """A fresh C function pointer (an ``ffi.callback``) that sends ``credential``."""
+
+    @ffi.callback("int(SSL *, X509 **, EVP_PKEY **)")
+    def answer(ssl: Any, x509: Any, pkey: Any) -> int:
+        lib.X509_up_ref(credential._x509)
+        lib.EVP_PKEY_up_ref(credential._key)
+        x509[0], pkey[0] = credential._x509, credential._key
+        return 1
+
+    return answer
+
+
+def test_a_replaced_c_callback_is_kept_until_the_context_is_freed(
+    ca, server_cert, credential, client_der
+):
+    """OpenSSL gives no way to know that no handshake is inside a C callback."""
+    ctx = lib.SSL_CTX_new(lib.TLS_client_method())
+    first = _c_answer(credential)
+    ref = weakref.ref(first)
+    ccb.set_client_cert_cb(ctx, first)
+    client = RawEnd(ctx)
+    ccb.set_client_cert_cb(ctx, _c_answer(credential))
+    ccb.set_client_cert_cb(ctx, Chooser(credential))
+    del first
+    gc.collect()
+    assert ref() is not None
+    pair = MemoryPair(server_context(ca, server_cert))
+    raw_pair_handshake(client, pair)
+    assert pair.peer_der() == client_der
+    del client
+    lib.SSL_CTX_free(ctx)
+    gc.collect()
+    assert ref() is None

@@ -231,3 +231,154 @@ def test_ten_thousand_contexts_created_and_dropped(kind, ca, server_cert, creden
     link.handshake()
     link.exchange()
     assert link.server.peer_der() == client_der
+
+
+def run_bare(script: str, tmp_path: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` alone in a fresh interpreter (nothing imported first)."""
+    return subprocess.run(
+        [sys.executable, "-W", "ignore::DeprecationWarning", "-c", textwrap.dedent(script)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_fork_while_another_thread_sets_callbacks(tmp_path):
+    """No lock of ours is held across fork(): every child can set a callback.
+    (The child uses a context made before the fork: OpenSSL's own locks, which
+    SSL_CTX_new takes, are not fork-safe, and not ours to fix.)"""
+    result = run_bare(
+        """
+        import os, ssl, threading, time
+        import openssl_ccb as ccb
+
+        made = [ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT) for _ in range(300)]
+
+        def setter():
+            while True:
+                ccb.set_client_cert_cb(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), lambda r: None)
+
+        threading.Thread(target=setter, daemon=True).start()
+        stuck = 0
+        for ctx in made:
+            pid = os.fork()
+            if pid == 0:
+                ccb.set_client_cert_cb(ctx, lambda r: None)
+                os._exit(0)
+            deadline = time.monotonic() + 10
+            while os.waitpid(pid, os.WNOHANG) == (0, 0):
+                if time.monotonic() > deadline:
+                    os.kill(pid, 9)
+                    os.waitpid(pid, 0)
+                    stuck += 1
+                    break
+                time.sleep(0.001)
+        print("stuck", stuck)
+        """,
+        tmp_path,
+        timeout=600,
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (0, "stuck 0\n", "")
+
+
+def test_a_finalizer_that_sets_a_callback_during_set_client_cert_cb(tmp_path):
+    """The garbage collector can run a finalizer inside set_client_cert_cb (on an
+    allocation); a finalizer that itself sets a callback must not deadlock."""
+    result = run_bare(
+        """
+        import gc, ssl
+        import openssl_ccb as ccb
+
+        ran = []
+
+        class Setter:
+            def __del__(self):
+                ccb.set_client_cert_cb(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), lambda r: None)
+                ran.append(1)
+
+        def more_garbage(phase, info):
+            # Each collection leaves a finalizer for the next one, which then
+            # runs wherever the next allocation happens to be.
+            if phase == "stop" and len(ran) < 100:
+                garbage = Setter()
+                garbage.cycle = garbage
+
+        contexts = [ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT) for _ in range(300)]
+        gc.callbacks.append(more_garbage)
+        gc.set_threshold(1)  # collect on (nearly) every allocation
+        for ctx in contexts:
+            ccb.set_client_cert_cb(ctx, lambda r: None)
+        gc.set_threshold(700)
+        gc.callbacks.remove(more_garbage)
+        gc.collect()
+        print("finalizers", len(ran))
+        """,
+        tmp_path,
+        timeout=60,
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (0, "finalizers 100\n", "")
+
+
+def test_a_subinterpreter_is_refused_and_leaves_the_main_one_working(tmp_path):
+    """Importing openssl-ccb in a (legacy) subinterpreter fails clearly, before or
+    after the main interpreter imports it; the main one still releases callables."""
+    result = run_bare(
+        """
+        import gc, sys, weakref, _testcapi
+        code = "import openssl_ccb"
+        print("before", _testcapi.run_in_subinterp(code))
+        import openssl_ccb as ccb
+        from openssl_ccb import lib
+        print("after", _testcapi.run_in_subinterp(code))
+
+        class Chooser:
+            def __call__(self, request):
+                return None
+
+        ctx = lib.SSL_CTX_new(lib.TLS_client_method())
+        chooser = Chooser()
+        ref = weakref.ref(chooser)
+        ccb.set_client_cert_cb(ctx, chooser)
+        del chooser
+        lib.SSL_CTX_free(ctx)
+        gc.collect()
+        print("released", ref() is None)
+        """,
+        tmp_path,
+    )
+    assert result.stdout == "before -1\nafter -1\nreleased True\n", result.stderr
+    message = "openssl-ccb runs only in the main interpreter, not in a subinterpreter"
+    assert result.stderr.count(message) == 2
+
+
+def test_a_context_freed_by_an_atexit_handler_registered_earlier_releases_its_callable(
+    tmp_path,
+):
+    """Handlers registered before openssl-ccb was imported run after its own."""
+    result = run_bare(
+        """
+        import atexit, gc, weakref
+
+        def free_at_exit():
+            lib.SSL_CTX_free(ctx)
+            gc.collect()
+            print("released", ref() is None)
+
+        atexit.register(free_at_exit)
+        import openssl_ccb as ccb
+        from openssl_ccb import lib
+
+        class Chooser:
+            def __call__(self, request):
+                return None
+
+        ctx = lib.SSL_CTX_new(lib.TLS_client_method())
+        chooser = Chooser()
+        ref = weakref.ref(chooser)
+        ccb.set_client_cert_cb(ctx, chooser)
+        del chooser
+        """,
+        tmp_path,
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (0, "released True\n", "")
