@@ -128,7 +128,9 @@ def install(pointer: Any, callback: Any, owner: Any = None) -> None:
         state = state_of(pointer)
         if state is not None:
             state.forward = None
-            state.holder().callback = None  # type: ignore[union-attr]
+            holder = state.holder()
+            if holder is not None:
+                holder.callback = None
         lib.SSL_CTX_set_client_cert_cb(pointer, ffi.NULL)
         return
     if isinstance(callback, ffi.CData):
