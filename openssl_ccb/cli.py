@@ -13,6 +13,7 @@ import os
 import socket
 import ssl
 import sys
+import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,6 +30,33 @@ TIMEOUT = 15.0
 
 class _Probed(Exception):
     """Raised by the probe's callback: it has read the request, no need to go on."""
+
+
+# Controls (C0, DEL, C1 such as U+009B CSI), format characters (bidi overrides
+# and isolates, marks, zero-width) and line/paragraph separators: what a name
+# or a server could use to drive the terminal or reorder what it shows.
+_UNSAFE = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
+
+def _unsafe(ch: str) -> bool:
+    return not ch.isprintable() and unicodedata.category(ch) in _UNSAFE
+
+
+def _shown(text: str) -> str:
+    """Text for a terminal: each unsafe character as its UTF-8 bytes in ``\\XX``,
+    the way OpenSSL already escapes C0 in names (RFC 4514)."""
+    return "".join("".join(f"\\{b:02X}" for b in c.encode()) if _unsafe(c) else c for c in text)
+
+
+def _json_text(report: dict[str, Any]) -> str:
+    """JSON, readable UTF-8, but with every unsafe character as a ``\\uXXXX`` escape.
+
+    json.dumps already escapes C0 inside strings, so the only raw controls
+    left are its own line breaks; an escape of anything else is still valid
+    JSON for the same string.
+    """
+    text = json.dumps(report, indent=2, ensure_ascii=False)
+    return "".join(json.dumps(c)[1:-1] if c != "\n" and _unsafe(c) else c for c in text)
 
 
 def _address(target: str) -> tuple[str, int]:
@@ -87,9 +115,9 @@ def probe(args: argparse.Namespace) -> int:
     except _Probed:
         report.update(requests_certificate=True, **seen)
     if args.json:
-        print(json.dumps(report, indent=2, ensure_ascii=False))
+        print(_json_text(report))
         return 0
-    print(f"server: {args.target} ({report['protocol']})")
+    print(_shown(f"server: {args.target} ({report['protocol']})"))
     if not report["requests_certificate"]:
         print("asks for no client certificate")
         return 0
@@ -97,8 +125,8 @@ def probe(args: argparse.Namespace) -> int:
     cas = report["acceptable_cas"]
     print(f"acceptable CAs: {len(cas) or 'any (none named)'}")
     for name in cas:
-        print(f"  {name}")
-    print(f"signature algorithms: {', '.join(report['signature_algorithms']) or 'unknown'}")
+        print(f"  {_shown(name)}")
+    print(_shown(f"signature algorithms: {', '.join(report['signature_algorithms']) or 'unknown'}"))
     return 0
 
 
@@ -143,12 +171,12 @@ def connect(args: argparse.Namespace) -> int:
         if not outcome:
             print("the server asked for no client certificate")
         elif outcome["credential"] is None:
-            print(f"sent no certificate: nothing in the wallet fits ({outcome['why']})")
+            print(_shown(f"sent no certificate: nothing in the wallet fits ({outcome['why']})"))
         else:
             chosen: Credential = outcome["credential"]
-            print(f"sent: {chosen.subject}")
-            print(f"  issued by {chosen.issuer}")
-            print(f"  because {outcome['why']}")
+            print(_shown(f"sent: {chosen.subject}"))
+            print(_shown(f"  issued by {chosen.issuer}"))
+            print(_shown(f"  because {outcome['why']}"))
         if args.get:
             host = args.servername or _address(args.target)[0]
             tls.sendall(
@@ -157,7 +185,7 @@ def connect(args: argparse.Namespace) -> int:
             status = tls.makefile("rb").readline().decode("latin-1").strip()
             if not status:
                 raise Error("the server closed the connection without an HTTP response")
-            print(status)
+            print(_shown(status))  # the server's own words
     return 0
 
 
@@ -225,7 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.run(args))
     except (Error, OSError, ssl.SSLError, ssl.CertificateError) as exc:
         reason = str(exc) or type(exc).__name__
-        print(f"openssl-ccb: {reason}", file=sys.stderr)
+        print(f"openssl-ccb: {_shown(reason)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

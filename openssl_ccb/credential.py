@@ -11,6 +11,9 @@ their own) cross into this one only as encoded bytes, never as pointers.
 
 from __future__ import annotations
 
+import atexit
+import gc
+import hashlib
 import os
 import sys
 import threading
@@ -32,7 +35,7 @@ _EVP_PKEY_P = ffi.typeof("EVP_PKEY *")
 class Credential:
     """A client certificate, its private key and (optionally) intermediates."""
 
-    __slots__ = ("_chain", "_chain_arg", "_chain_stack", "_foreign", "_key", "_x509")
+    __slots__ = ("__weakref__", "_chain", "_chain_arg", "_chain_stack", "_foreign", "_key", "_x509")
 
     def __init__(self, x509: Any, key: Any, chain: list[Any]) -> None:
         # Private: use Credential.load. Takes ownership of gc-managed cdata.
@@ -316,58 +319,117 @@ def load_private_key(obj: KeyLike, password: Password = None) -> Any:
 
 
 # --- the per-handshake fast path ---------------------------------------------
+#
+# A callback's (cert, key[, chain]) is parsed once. Data is known by its
+# SHA-256, taken from a copy made now: bytes, bytearray, memoryview, PEM text,
+# a file's contents, and pyOpenSSL's objects (mutable) as their DER. So a
+# buffer rewritten in place, or a file rewritten with its size and times kept,
+# is new data; and no user data is kept, only digests. cryptography's objects
+# (immutable) are known by id(): each is pinned in _pinned while an entry
+# names it, so its id cannot be reused meanwhile, and let go once nobody else
+# holds it (after any garbage collection, or at the next miss): a caller's key
+# object dies with the caller's last reference, and the Credential parsed
+# from it with it. At most _CACHE_SIZE Credentials; cdata is never cached.
 
 _CACHE_SIZE = 64
 _cache_lock = threading.Lock()
-_cache: OrderedDict[tuple[Any, ...], tuple[tuple[Any, ...], Credential]] = OrderedDict()
-
-
-def _identity(obj: Any) -> Any:
-    """A cache key that stays true as long as the cache entry holds ``obj``."""
-    if isinstance(obj, bytes) or (isinstance(obj, str) and "-----BEGIN" in obj):
-        return ("data", obj)
-    if isinstance(obj, (str, os.PathLike)):
-        path = os.fspath(obj)
-        st = os.stat(path)
-        return ("path", path, st.st_mtime_ns, st.st_size, st.st_ino)
-    return ("id", id(obj))  # the entry pins obj, so its id cannot be reused meanwhile
-
+_cache: OrderedDict[tuple[tuple[str, Any], ...], Credential] = OrderedDict()
+_pinned: dict[int, Any] = {}
 
 # The same two objects returned again, no chain: found by their two ids alone,
-# without a lock. Each entry holds both objects, so while it exists no other
-# live object can have those ids: a hit is the very pair, no check needed.
-by_objects: dict[tuple[int, int], tuple[Any, Any, Credential]] = {}
+# without a lock. An entry exists only while both objects are pinned, so no
+# other live object can have those ids: a hit is the very pair, no check needed.
+by_objects: dict[tuple[int, int], tuple[int, int, Credential]] = {}
+
+
+def _part(obj: Any, what: str) -> tuple[tuple[str, Any], Any]:
+    """How the cache knows one item, and what to parse it from."""
+    if type(obj).__module__.startswith("cryptography."):  # immutable objects
+        return ("id", id(obj)), obj
+    data = _encoded(obj, what)  # a copy of the data as it is now
+    if data is None:
+        return ("id", id(obj)), obj  # unusable: load() explains, nothing is kept
+    return ("data", hashlib.sha256(data).digest()), data
 
 
 def coerce(cert: Any, key: Any, chain: Any = ()) -> Credential:
     """The Credential for a callback's ``(cert, key[, chain])``, parsed once.
 
-    The same objects (or the same bytes, or an unchanged file) returned again
-    reuse the Credential built the first time.
+    The same objects, or the same data (bytes or a file's contents), returned
+    again reuse the Credential built the first time.
     """
     if not chain:
         pinned = by_objects.get((id(cert), id(key)))
         if pinned is not None:
             return pinned[2]
-    if isinstance(cert, ffi.CData) or isinstance(key, ffi.CData):
-        return Credential.load(cert, key, chain)  # borrowed pointers: no cache
-    chain = tuple(chain) if not isinstance(chain, (bytes, str, os.PathLike)) else chain
-    try:
-        ident = (_identity(cert), _identity(key), *map(_identity, chain))
-    except (OSError, TypeError):
-        return Credential.load(cert, key, chain)  # let load() explain the problem
+    if isinstance(chain, (bytes, str, os.PathLike)) or any(
+        isinstance(item, ffi.CData) for item in (cert, key, *chain)
+    ):
+        return Credential.load(cert, key, chain)  # refused, or borrowed pointers: no cache
+    parts = [
+        _part(cert, "certificate"),
+        _part(key, "private key"),
+        *(_part(item, f"chain item {i}") for i, item in enumerate(chain)),
+    ]
+    ident = tuple(part[0] for part in parts)
     with _cache_lock:
         hit = _cache.get(ident)
         if hit is not None:
             _cache.move_to_end(ident)
-            return hit[1]
-    credential = Credential.load(cert, key, chain)
+            return hit
+    credential = Credential.load(parts[0][1], parts[1][1], [part[1] for part in parts[2:]])
     with _cache_lock:
-        _cache[ident] = ((cert, key, chain), credential)
-        if len(_cache) > _CACHE_SIZE:
-            _cache.popitem(last=False)
-        if not chain and ident[0][0] == ident[1][0] == "id":
-            if len(by_objects) >= _CACHE_SIZE:
-                by_objects.clear()
-            by_objects[(id(cert), id(key))] = (cert, key, credential)
+        dropped = _sweep()  # objects freed only once the lock is released
+        for (kind, _), obj in parts:
+            if kind == "id":
+                _pinned[id(obj)] = obj
+        _cache[ident] = credential
+        if len(ident) == 2 and ident[0][0] == ident[1][0] == "id":
+            by_objects[(id(cert), id(key))] = (id(cert), id(key), credential)
+        while len(_cache) > _CACHE_SIZE:
+            dropped += _forget(next(iter(_cache)))
+    del dropped
     return credential
+
+
+def _forget(ident: tuple[tuple[str, Any], ...]) -> list[Any]:
+    """Drop an entry (lock held); return the objects no entry names any more."""
+    del _cache[ident]
+    ids = [value for kind, value in ident if kind == "id"]
+    if len(ident) == len(ids) == 2:
+        by_objects.pop((ids[0], ids[1]), None)  # before unpinning: see by_objects
+    named = {value for other in _cache for kind, value in other if kind == "id"}
+    return [_pinned.pop(i) for i in set(ids) - named]
+
+
+def _refcounts(pins: dict[int, Any]) -> list[tuple[int, int]]:
+    return [(i, sys.getrefcount(obj)) for i, obj in pins.items()]
+
+
+# What an object held by _pinned alone counts, measured the way _sweep measures.
+_ALONE = _refcounts({0: object()})[0][1]
+
+
+def _sweep() -> list[Any]:
+    """Forget (lock held) every entry naming an object that only _pinned holds."""
+    alone = {i for i, count in _refcounts(_pinned) if count <= _ALONE}
+    dropped: list[Any] = []
+    if alone:
+        for ident in [x for x in _cache if any(k == "id" and v in alone for k, v in x)]:
+            dropped += _forget(ident)
+    return dropped
+
+
+def _after_gc(phase: str, info: dict[str, int]) -> None:
+    # Never waits: the lock may be held by this very thread (a collection
+    # can start inside coerce()); then the next collection or miss sweeps.
+    if phase == "stop" and _pinned and _cache_lock.acquire(blocking=False):
+        try:
+            dropped = _sweep()
+        finally:
+            _cache_lock.release()
+        del dropped
+
+
+gc.callbacks.append(_after_gc)
+atexit.register(gc.callbacks.remove, _after_gc)  # before module globals go

@@ -230,3 +230,38 @@ def test_subprocess_entry_points(server_cert, pki, cafile, wallet_dir):
         )
         assert failing.returncode == 1
         assert failing.stderr.startswith("openssl-ccb: ")
+
+
+HOSTILE = "Evil\u009b31m CA \u202egnp.exe \u2066x\u2069\u200f\u061c\x1b"
+
+
+def hostile_server(server_cert: Any, pki: dict[str, Issued]) -> SocketServer:
+    """A server naming a CA whose name carries terminal and bidi controls."""
+    hostile = issue(HOSTILE, ca=True)
+    ctx = selecting_server(
+        server_cert, trust=(pki["root_a"],), names=(hostile,), sigalgs="ecdsa_secp256r1_sha256"
+    )
+    return SocketServer(ctx)
+
+
+def test_probe_escapes_control_and_bidi_characters(server_cert, pki, cafile, capsys):
+    with hostile_server(server_cert, pki) as server:
+        code = main(["probe", f"localhost:{server.port}", "--cafile", cafile])
+    out = capsys.readouterr().out
+    assert code == 0
+    raw = [c for c in out if c in "\u009b\u202e\u2066\u2069\u200f\u061c\x1b"]
+    assert raw == [], out
+    # Each escaped as RFC 4514 does C0 (OpenSSL's own \1B): its UTF-8 bytes as \XX.
+    assert r"  CN=Evil\C2\9B31m CA \E2\80\AEgnp.exe \E2\81\A6x\E2\81\A9\E2\80\8F\D8\9C\1B" in out
+
+
+def test_probe_json_keeps_the_hostile_name_and_escapes_it(server_cert, pki, cafile, capsys):
+    with hostile_server(server_cert, pki) as server:
+        code = main(["probe", f"localhost:{server.port}", "--cafile", cafile, "--json"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert not any(c in out for c in "\u009b\u202e\u2066\u2069\u200f\u061c\x1b"), out
+    assert r"\u009b" in out
+    assert r"\u202e" in out
+    # OpenSSL escapes C0 in names itself; everything else comes through intact.
+    assert json.loads(out)["acceptable_cas"] == [f"CN={HOSTILE[:-1]}\\1B"]
