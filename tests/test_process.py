@@ -349,7 +349,7 @@ def test_a_subinterpreter_is_refused_and_leaves_the_main_one_working(tmp_path):
     )
     assert result.stdout == "before -1\nafter -1\nreleased True\n", result.stderr
     message = "openssl-ccb runs only in the main interpreter, not in a subinterpreter"
-    assert result.stderr.count(message) == 2
+    assert result.stderr.count(f"ImportError: {message}\n") == 2
 
 
 def test_a_context_freed_by_an_atexit_handler_registered_earlier_releases_its_callable(
