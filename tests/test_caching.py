@@ -120,7 +120,7 @@ def test_a_pyopenssl_key_dies_with_the_callers_last_reference(ca, server_cert, c
 def test_a_cryptography_key_and_its_parsed_copy_die_with_the_last_reference(
     ca, server_cert, client_cert
 ):
-    # cryptography's key objects take no weak reference: what shows that the
+    # cryptography's Rust key objects take no weak reference: what shows that the
     # cache lets go of one is that the Credential parsed from it, which the
     # cache keeps exactly as long as it keeps the key, dies.
     def make() -> tuple[Any, Any]:
@@ -129,7 +129,8 @@ def test_a_cryptography_key_and_its_parsed_copy_die_with_the_last_reference(
         return cert, key
 
     key_ref, parsed = _returned_once(ca, server_cert, make)
-    assert key_ref is None  # if cryptography ever allows one, test it as above
+    if key_ref is not None:  # older cryptography (Debian's 38) has Python key objects
+        assert key_ref() is None
     assert parsed() is None
 
 
