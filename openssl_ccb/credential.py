@@ -322,15 +322,17 @@ def load_private_key(obj: KeyLike, password: Password = None) -> Any:
 #
 # A callback's (cert, key[, chain]) is parsed once. Data is known by its
 # SHA-256, taken from a copy made now: bytes, bytearray, memoryview, PEM text,
-# a file's contents, and pyOpenSSL's objects (mutable) as their DER. So a
-# buffer rewritten in place, or a file rewritten with its size and times kept,
-# is new data; and no user data is kept, only digests. cryptography's objects
-# (immutable) are known by id(): each is pinned in _pinned while an entry
-# names it, so its id cannot be reused meanwhile, and let go once nobody else
-# holds it (after any garbage collection, or at the next miss): a caller's key
-# object dies with the caller's last reference, and the Credential parsed
-# from it with it. At most _CACHE_SIZE Credentials; cdata is never cached.
+# a file's contents. So a buffer rewritten in place, or a file rewritten with
+# its size and times kept, is new data; and no data is kept, only digests.
+# cryptography's objects (immutable) and pyOpenSSL's (whose mutators current
+# pyOpenSSL deprecates; hashing their contents costs ~130 us, converting the key)
+# are known by id(): each is pinned in _pinned while an entry names it, so
+# its id cannot be reused meanwhile, and let go once nobody else holds it
+# (after any garbage collection, or at the next miss): a caller's key object
+# dies with the caller's last reference, and the Credential parsed from it
+# with it. At most _CACHE_SIZE Credentials; cdata is never cached.
 
+_BY_ID = ("cryptography.", "OpenSSL.")
 _CACHE_SIZE = 64
 _cache_lock = threading.Lock()
 _cache: OrderedDict[tuple[tuple[str, Any], ...], Credential] = OrderedDict()
@@ -344,7 +346,7 @@ by_objects: dict[tuple[int, int], tuple[int, int, Credential]] = {}
 
 def _part(obj: Any, what: str) -> tuple[tuple[str, Any], Any]:
     """How the cache knows one item, and what to parse it from."""
-    if type(obj).__module__.startswith("cryptography."):  # immutable objects
+    if type(obj).__module__.startswith(_BY_ID):
         return ("id", id(obj)), obj
     data = _encoded(obj, what)  # a copy of the data as it is now
     if data is None:

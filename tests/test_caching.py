@@ -112,34 +112,15 @@ def test_a_pyopenssl_key_dies_with_the_callers_last_reference(ca, server_cert, c
         key = serialization.load_pem_private_key(client_cert.private_key_pem.bytes(), None)
         return crypto.X509.from_cryptography(cert), crypto.PKey.from_cryptography_key(key)
 
-    key_ref, _ = _returned_once(ca, server_cert, make)
+    key_ref, parsed = _returned_once(ca, server_cert, make)
     assert key_ref() is None
-
-
-# The deprecated mutators are what makes pyOpenSSL's objects mutable.
-@pytest.mark.filterwarnings("ignore:.* is deprecated:DeprecationWarning")
-def test_pyopenssl_objects_changed_in_place_send_their_new_contents(ca, server_cert, client_cert):
-    from OpenSSL import crypto
-
-    cert = crypto.X509.from_cryptography(
-        x509.load_pem_x509_certificate(client_cert.cert_chain_pems[0].bytes())
-    )
-    key = crypto.PKey()
-    ca_key = crypto.load_privatekey(crypto.FILETYPE_PEM, ca.private_key_pem.bytes())
-    seen = []
-    for _ in range(2):  # pyOpenSSL objects are mutable: a new key, re-signed
-        key.generate_key(crypto.TYPE_RSA, 2048)
-        cert.set_pubkey(key)
-        cert.sign(ca_key, "sha256")
-        seen.append(sent(ca, server_cert, lambda: (cert, key)))
-        assert seen[-1] == crypto.dump_certificate(crypto.FILETYPE_ASN1, cert)
-    assert seen[0] != seen[1]
+    assert parsed() is None  # nor does the key parsed from it outlive it
 
 
 def test_a_cryptography_key_and_its_parsed_copy_die_with_the_last_reference(
     ca, server_cert, client_cert
 ):
-    # cryptography's key objects take no weak reference: what shows that the
+    # cryptography's Rust key objects take no weak reference: what shows that the
     # cache lets go of one is that the Credential parsed from it, which the
     # cache keeps exactly as long as it keeps the key, dies.
     def make() -> tuple[Any, Any]:
@@ -148,8 +129,8 @@ def test_a_cryptography_key_and_its_parsed_copy_die_with_the_last_reference(
         return cert, key
 
     key_ref, parsed = _returned_once(ca, server_cert, make)
-    # Newer cryptography takes no weak reference to a key; older (Debian's) does.
-    assert key_ref is None or key_ref() is None
+    if key_ref is not None:  # older cryptography (Debian's 38) has Python key objects
+        assert key_ref() is None
     assert parsed() is None
 
 
