@@ -136,7 +136,7 @@ def _find_connection_call(ssl: Any) -> driving.Call | None:
     return None if connection is None else driving.ConnectionCall(connection)
 
 
-_patch_lock = threading.Lock()
+_patch_lock = threading.RLock()  # a finalizer may set a callback inside the patch
 
 
 def _patch_connection() -> None:

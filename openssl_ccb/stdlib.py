@@ -44,7 +44,9 @@ class SSLWantX509Lookup(WantX509Lookup, ssl.SSLError):
 
 # --- proof 1: the same libssl --------------------------------------------------
 
-_proof_lock = threading.Lock()
+# Re-entrant: a garbage-collector finalizer that sets a callback may run inside
+# the first proof, on this very thread.
+_proof_lock = threading.RLock()
 _proof: Error | bool | None = False  # False: not yet checked; None: proven
 
 
