@@ -405,11 +405,16 @@ def _forget(ident: tuple[tuple[str, Any], ...]) -> list[Any]:
 
 
 def _refcounts(pins: dict[int, Any]) -> list[tuple[int, int]]:
-    return [(i, sys.getrefcount(obj)) for i, obj in pins.items()]
+    # PyPy counts no references: there an entry leaves by _CACHE_SIZE alone,
+    # so at most that many returned objects are kept alive.
+    getrefcount = getattr(sys, "getrefcount", None)
+    if getrefcount is None:
+        return []
+    return [(i, getrefcount(obj)) for i, obj in pins.items()]
 
 
 # What an object held by _pinned alone counts, measured the way _sweep measures.
-_ALONE = _refcounts({0: object()})[0][1]
+_ALONE = next(iter(_refcounts({0: object()})), (0, 0))[1]
 
 
 def _sweep() -> list[Any]:
@@ -433,5 +438,6 @@ def _after_gc(phase: str, info: dict[str, int]) -> None:
         del dropped
 
 
-gc.callbacks.append(_after_gc)
-atexit.register(gc.callbacks.remove, _after_gc)  # before module globals go
+if hasattr(sys, "getrefcount"):  # nothing to sweep by on PyPy: see _refcounts
+    gc.callbacks.append(_after_gc)
+    atexit.register(gc.callbacks.remove, _after_gc)  # before module globals go
