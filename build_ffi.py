@@ -53,6 +53,8 @@ static const int SSL_ERROR_SSL;
 static const int SSL_ERROR_WANT_READ;
 static const int SSL_ERROR_WANT_WRITE;
 static const int SSL_ERROR_WANT_X509_LOOKUP;
+static const int SSL_R_EE_KEY_TOO_SMALL;
+static const int SSL_R_CA_MD_TOO_WEAK;
 static const int SSL_ERROR_SYSCALL;
 static const int SSL_ERROR_ZERO_RETURN;
 static const int SSL_ERROR_WANT_CONNECT;
@@ -256,6 +258,7 @@ void *openssl_ccb_attach_state(SSL_CTX *, void *);
 int openssl_ccb_attempts(const SSL *);
 X509 *openssl_ccb_get1_peer_certificate(const SSL *);
 int openssl_ccb_hand_over(SSL *, X509 *, EVP_PKEY *, openssl_ccb_X509_STACK *);
+int openssl_ccb_security_refusal(const SSL *, X509 *);
 int openssl_ccb_forward(SSL *, openssl_ccb_client_cert_cb_t);
 int openssl_ccb_password_cb(char *, int, int, void *);
 int openssl_ccb_ec_curve(const EVP_PKEY *);
@@ -472,6 +475,63 @@ static int openssl_ccb_client_cert_cb(SSL *ssl, X509 **x509, EVP_PKEY **pkey)
  * OpenSSL, which frees the two it is given. 1 on success; 0 outside this
  * SSL's callback or if already answered; -1 with the error queue set if
  * OpenSSL refused the certificate, the key or the chain. */
+/* The one question SSL_use_certificate asks that the Credential has not
+ * already answered (its key matches, the key is of a kind OpenSSL installs):
+ * does the SSL's security level accept this end-entity certificate? Asked as
+ * ssl_security_cert() in ssl/t1_lib.c asks it, through the SSL's own security
+ * callback, without installing anything. 0 if accepted, else OpenSSL's
+ * reason code. test_answers.py checks every verdict against
+ * SSL_use_certificate's own. */
+static int openssl_ccb_security_refusal(const SSL *ssl, X509 *x509)
+{
+    int (*check)(const SSL *, const SSL_CTX *, int, int, int, void *, void *)
+        = SSL_get_security_callback(ssl);
+    void *ex = SSL_get0_security_ex_data(ssl);
+    EVP_PKEY *public_key = X509_get0_pubkey(x509);
+    int bits = -1, nid = NID_undef, pknid = NID_undef;
+
+    if (check == NULL)
+        return 0;
+    if (public_key != NULL)
+        bits = EVP_PKEY_security_bits(public_key);
+    if (!check(ssl, NULL, SSL_SECOP_EE_KEY, bits, 0, x509, ex))
+        return SSL_R_EE_KEY_TOO_SMALL;
+    if ((X509_get_extension_flags(x509) & EXFLAG_SS) != 0)
+        return 0;  /* a self-signed certificate's signature is not checked */
+    if (!X509_get_signature_info(x509, &nid, &pknid, &bits, NULL))
+        bits = -1;
+    if (nid == NID_undef)
+        nid = pknid;
+    if (!check(ssl, NULL, SSL_SECOP_CA_MD, bits, nid, x509, ex))
+        return SSL_R_CA_MD_TOO_WEAK;
+    return 0;
+}
+
+/* Key kinds for which SSL_use_certificate/SSL_use_PrivateKey can refuse
+ * nothing but the security level, once the key is known to match. */
+static int openssl_ccb_installs_alike(const EVP_PKEY *pkey)
+{
+    switch (EVP_PKEY_base_id(pkey)) {
+    case EVP_PKEY_RSA:
+    case EVP_PKEY_RSA_PSS:
+    case EVP_PKEY_EC:
+    case EVP_PKEY_ED25519:
+    case EVP_PKEY_ED448:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static void openssl_ccb_raise(int reason)
+{
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+    ERR_raise(ERR_LIB_SSL, reason);
+#else
+    SSLerr(SSL_F_SSL_USE_CERTIFICATE, reason);
+#endif
+}
+
 static int openssl_ccb_hand_over(SSL *ssl, X509 *x509, EVP_PKEY *pkey,
                                  openssl_ccb_X509_STACK *chain)
 {
@@ -479,9 +539,21 @@ static int openssl_ccb_hand_over(SSL *ssl, X509 *x509, EVP_PKEY *pkey,
 
     if (answer == NULL || *answer->x509 != NULL)
         return 0;
-    if (SSL_use_certificate(ssl, x509) != 1 || SSL_use_PrivateKey(ssl, pkey) != 1
-        || (chain != NULL && SSL_set1_chain(ssl, chain) != 1))
-        return -1;
+    if (chain != NULL || !openssl_ccb_installs_alike(pkey)) {
+        /* Installed here, so that every refusal surfaces (a chain must follow
+         * its certificate); OpenSSL installs the pair once more after us. */
+        if (SSL_use_certificate(ssl, x509) != 1 || SSL_use_PrivateKey(ssl, pkey) != 1
+            || (chain != NULL && SSL_set1_chain(ssl, chain) != 1))
+            return -1;
+    } else {
+        /* OpenSSL installs the pair after we return, but ignores a refusal
+         * (it goes on with no certificate): ask its question first. */
+        int reason = openssl_ccb_security_refusal(ssl, x509);
+        if (reason != 0) {
+            openssl_ccb_raise(reason);
+            return -1;
+        }
+    }
     if (!X509_up_ref(x509))
         return -1;
     if (!EVP_PKEY_up_ref(pkey)) {

@@ -80,6 +80,8 @@ class Lib:
     SSL_ERROR_WANT_READ: int
     SSL_ERROR_WANT_WRITE: int
     SSL_ERROR_WANT_X509_LOOKUP: int
+    SSL_R_EE_KEY_TOO_SMALL: int
+    SSL_R_CA_MD_TOO_WEAK: int
     SSL_ERROR_SYSCALL: int
     SSL_ERROR_ZERO_RETURN: int
     SSL_ERROR_WANT_CONNECT: int
@@ -299,6 +301,7 @@ class Lib:
         self, ssl: _CDataBase, x509: _CDataBase, pkey: _CDataBase, chain: _CDataBase, /
     ) -> int: ...
     def openssl_ccb_forward(self, ssl: _CDataBase, callback: _ClientCertCb, /) -> int: ...
+    def openssl_ccb_security_refusal(self, ssl: _CDataBase, x509: _CDataBase, /) -> int: ...
     def openssl_ccb_password_cb(
         self, buf: _CDataBase, size: int, rwflag: int, userdata: _CDataBase, /
     ) -> int: ...

@@ -56,6 +56,7 @@ def issue(
     *,
     ca: bool = False,
     key: str = "ec",
+    digest: str = "sha256",
 ) -> Issued:
     """A CA (``ca=True``) or leaf certificate; self-signed when ``issuer`` is None."""
     if isinstance(subject, str):
@@ -92,4 +93,5 @@ def issue(
         critical=True,
     )
     signer = issuer.key if issuer else private
-    return Issued(builder.sign(signer, hashes.SHA256()), private)
+    algorithm = {"sha256": hashes.SHA256(), "sha224": hashes.SHA224()}[digest]
+    return Issued(builder.sign(signer, algorithm), private)
