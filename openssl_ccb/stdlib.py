@@ -17,10 +17,12 @@ and turn a suspension into ``SSLWantX509Lookup``.
 from __future__ import annotations
 
 import _ssl as _ssl_module
+import contextlib
 import ctypes
 import platform
 import ssl
 import threading
+import weakref
 from typing import Any, NoReturn
 
 from . import driving
@@ -133,46 +135,93 @@ def ssl_ctx_of(context: ssl.SSLContext) -> Any:
 # --- connections -----------------------------------------------------------------
 
 
-# Nothing is recorded per call: a call that succeeds pays one frame and a
-# try. Only a failing callback looks for its connection, through its SSL's
-# app data, which CPython's _ssl sets to the connection's _ssl._SSLSocket
-# (checked by type before it is used), whose owner is the connection.
-# CPython's type of _ssl's connection object (PyPy's _ssl has none: refused anyway).
-_SSLSOCKET_TYPE = id(getattr(_ssl_module, "_SSLSocket", None))
+# How a failing callback finds its connection: CPython's _ssl sets each SSL's
+# app data to the connection's _ssl._SSLSocket, whose owner is the user's
+# socket or SSLObject. But any SSL under the context (a raw SSL_new on
+# ccb.ssl_ctx(context), with app data of its own) reaches the callback too,
+# so an app-data address is believed only if it is the id() of an
+# _ssl._SSLSocket that we saw created for a live owner: adopt() shadows the
+# context's _wrap_socket/_wrap_bio, which record, once per connection,
+# id(the _SSLSocket) -> weakref(owner). Nothing unknown is ever read:
+# the address is only compared, and the object is reached through its owner.
+_SSLSocket: Any = getattr(_ssl_module, "_SSLSocket", None)  # (PyPy: refused anyway)
+_connections: dict[int, weakref.ref[Any]] = {}
+
+# PySSLSocket: PyObject_HEAD, PyObject *Socket, then SSL *ssl. Read only inside
+# a live _SSLSocket, to prove that it is the very SSL being answered for.
+_SSL_FIELD = object.__basicsize__ + ctypes.sizeof(ctypes.c_void_p)
+_SSL_FIELD_FITS = _SSLSocket is not None and _SSLSocket.__basicsize__ >= _SSL_FIELD + ctypes.sizeof(
+    ctypes.c_void_p
+)
 
 
-def _type_offset() -> int:
-    """Where a PyObject keeps its ob_type: found on a live object, not assumed."""
-    probe = _ConnectionProbe()
-    for offset in range(0, object.__basicsize__, ctypes.sizeof(ctypes.c_void_p)):
-        if ctypes.c_void_p.from_address(id(probe) + offset).value == id(_ConnectionProbe):
-            return offset
-    return -1  # unknown layout: connections are then never looked up this way
+def _record(sslobj: Any, owner: Any) -> None:
+    """Remember that ``sslobj`` (new from ``_wrap_socket``/``_wrap_bio``) serves ``owner``."""
+    if type(sslobj) is not _SSLSocket:
+        return
+    key = id(sslobj)
+
+    def forget(ref: weakref.ref[Any], key: int = key) -> None:
+        if _connections.get(key) is ref:
+            del _connections[key]
+
+    with contextlib.suppress(TypeError):  # an owner without weak references: never found
+        _connections[key] = weakref.ref(owner, forget)
 
 
-class _ConnectionProbe:
-    pass
+def _recorded_owner(ssl_ptr: Any) -> Any:
+    """The owner recorded for ``ssl_ptr``'s app data, if that is provably its live _SSLSocket."""
+    address = int(ffi.cast("uintptr_t", lib.SSL_get_app_data(ssl_ptr)))
+    ref = _connections.get(address) if address else None
+    owner = None if ref is None else ref()
+    if owner is None:
+        return None
+    sslobj = getattr(owner, "_sslobj", None)  # held: alive while we look
+    if type(sslobj) is not _SSLSocket or id(sslobj) != address or not _SSL_FIELD_FITS:
+        return None  # the owner moved on (unwrap, a failed connect): the address is stale
+    if ctypes.c_void_p.from_address(address + _SSL_FIELD).value != int(
+        ffi.cast("uintptr_t", ssl_ptr)
+    ):
+        return None  # another SSL whose app data names this connection's object
+    return owner
 
 
-# Elsewhere than CPython id() is no address, and ssl.SSLContext is refused anyway.
-_TYPE_OFFSET = _type_offset() if platform.python_implementation() == "CPython" else -1
+class _ContextWrapper:
+    """A context's ``_wrap_socket``/``_wrap_bio``, shadowed per instance to record
+    each new connection. Holds the context weakly: no cycle keeps it alive."""
+
+    __slots__ = ("context", "name")
+
+    def __init__(self, context: ssl.SSLContext, name: str) -> None:
+        self.context = weakref.ref(context)
+        self.name = name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        context = self.context()
+        if context is None:  # pragma: no cover - only reachable through the context
+            raise ReferenceError("the ssl.SSLContext is gone")
+        sslobj = getattr(type(context), self.name)(context, *args, **kwargs)
+        owner = kwargs.get("owner")
+        if owner is not None:
+            _record(sslobj, owner)
+        return sslobj
+
+
+def _shadow_wrappers(context: ssl.SSLContext) -> None:
+    for name in ("_wrap_socket", "_wrap_bio"):
+        if not isinstance(context.__dict__.get(name), _ContextWrapper):
+            setattr(context, name, _ContextWrapper(context, name))
 
 
 def _find_call(ssl_ptr: Any) -> driving.Call | None:
-    # Only an SSL of a context adopted here has _ssl's object as its app data.
     state = state_of(lib.SSL_get_SSL_CTX(ssl_ptr))
     if state is None or not state.stdlib:
         return None
-    address = int(ffi.cast("uintptr_t", lib.SSL_get_app_data(ssl_ptr)))
-    if not address or _TYPE_OFFSET < 0:
-        return None
-    if ctypes.c_void_p.from_address(address + _TYPE_OFFSET).value != _SSLSOCKET_TYPE:
-        return None
-    connection = ctypes.cast(address, ctypes.py_object).value.owner
-    if not isinstance(connection, _SURFACING):
-        # A class set on the context after set_client_cert_cb (not wrapped by
-        # adopt): nothing would take a stored exception, so let it go to
-        # sys.unraisablehook, with its traceback, instead of hiding it.
+    connection = _recorded_owner(ssl_ptr)
+    if connection is None or not issubclass(type(connection), _SURFACING):
+        # Not a connection we saw created, or of a class set on the context
+        # after set_client_cert_cb: nothing would take a stored exception, so
+        # let it go to sys.unraisablehook, with its traceback, not hide it.
         return None
     return driving.ConnectionCall(connection)
 
@@ -348,5 +397,6 @@ def adopt(context: ssl.SSLContext, pointer: Any) -> None:
     """Make the context's connections surface callback outcomes."""
     ensure_state(pointer).stdlib = True
     driving.add_finder(_find_call)
+    _shadow_wrappers(context)
     context.sslsocket_class = _derive(context.sslsocket_class, CCBSSLSocket, _DrivenSocket)
     context.sslobject_class = _derive(context.sslobject_class, CCBSSLObject, _Driven)
