@@ -101,12 +101,28 @@ def _pointer_field_of(context: ssl.SSLContext) -> int:
 _pointer_field = _pointer_field_of  # the one reader of CPython's layout
 
 
+# type's own __mro__ slot: a metaclass cannot shadow it, and tp_mro's layout
+# is checked by CPython (an mro() returning an unsuitable base is refused).
+_mro_of: Any = type.__dict__["__mro__"].__get__
+
+
+def is_ssl_context(obj: object) -> bool:
+    """Whether ``obj`` really is an ``_ssl._SSLContext``, by its type: never by
+    ``isinstance``, which honours ``__class__`` (a ``Mock(spec=...)``, a proxy)."""
+    return _ssl_module._SSLContext in _mro_of(type(obj))
+
+
 def ssl_ctx_of(context: ssl.SSLContext) -> Any:
     """The ``SSL_CTX *`` behind an ``ssl.SSLContext``, once proven."""
-    import _ssl
-
-    if not isinstance(context, _ssl._SSLContext):
-        raise TypeError(f"expected an ssl.SSLContext, got {type(context).__name__}")
+    if not is_ssl_context(context):
+        raise TypeError(
+            f"expected an ssl.SSLContext, got {type(context).__name__}"
+            + (
+                " (which claims to be one: a proxy or mock has no SSL_CTX to read)"
+                if isinstance(context, ssl.SSLContext)
+                else ""
+            )
+        )
     prove_same_libssl()
     address = _pointer_field(context)
     if not address or address % ctypes.alignment(ctypes.c_void_p):

@@ -118,3 +118,51 @@ def test_raw_ssl_naming_another_connection_leaves_that_connection_alone(
     assert "_ccb_error" not in bystander.__dict__
     assert len(reported) == 1
     ccb.errors.drain_error_queue()
+
+
+class _Delegating:
+    """A proxy that forwards to a real context and claims its class."""
+
+    def __init__(self, target: ssl.SSLContext) -> None:
+        object.__setattr__(self, "_target", target)
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        return type(self._target)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._target, name)
+
+
+def _impostors(ctx: ssl.SSLContext) -> list[Any]:
+    from unittest import mock
+
+    return [mock.Mock(spec=ssl.SSLContext), mock.NonCallableMagicMock(spec=ctx), _Delegating(ctx)]
+
+
+def test_objects_that_only_claim_to_be_a_context_are_refused_before_any_read(
+    ca, server_cert, credential, monkeypatch
+):
+    """isinstance() honours __class__: the check is by type, before any pointer is read."""
+    from openssl_ccb import stdlib
+
+    reads: list[Any] = []
+    real_reader = stdlib._pointer_field
+    monkeypatch.setattr(stdlib, "_pointer_field", lambda c: reads.append(c) or real_reader(c))
+    ctx = client_context(ca)
+    for impostor in _impostors(ctx):
+        assert isinstance(impostor, ssl.SSLContext)
+        for call in (
+            lambda: ccb.set_client_cert_cb(impostor, lambda request: credential),
+            lambda: ccb.ssl_ctx(impostor),
+            lambda: ccb.get_client_cert_cb(impostor),
+            lambda: stdlib.ssl_ctx_of(impostor),
+        ):
+            with pytest.raises(TypeError, match="claims to be one"):
+                call()
+    assert reads == []
+    # Nothing reached the real context behind the proxy: it sends no certificate.
+    pair = MemoryPair(server_context(ca, server_cert, verify=ssl.CERT_OPTIONAL))
+    pair.handshake(pair.stdlib_client(ctx))
+    assert pair.peer_der() is None
+    assert "sslobject_class" not in ctx.__dict__  # never adopted
