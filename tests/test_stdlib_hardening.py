@@ -153,13 +153,13 @@ def test_objects_that_only_claim_to_be_a_context_are_refused_before_any_read(
     for impostor in _impostors(ctx):
         assert isinstance(impostor, ssl.SSLContext)
         for call in (
-            lambda: ccb.set_client_cert_cb(impostor, lambda request: credential),
-            lambda: ccb.ssl_ctx(impostor),
-            lambda: ccb.get_client_cert_cb(impostor),
-            lambda: stdlib.ssl_ctx_of(impostor),
+            lambda c: ccb.set_client_cert_cb(c, lambda request: credential),
+            ccb.ssl_ctx,
+            ccb.get_client_cert_cb,
+            stdlib.ssl_ctx_of,
         ):
             with pytest.raises(TypeError, match="claims to be one"):
-                call()
+                call(impostor)
     assert reads == []
     # Nothing reached the real context behind the proxy: it sends no certificate.
     pair = MemoryPair(server_context(ca, server_cert, verify=ssl.CERT_OPTIONAL))
