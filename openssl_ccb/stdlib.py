@@ -23,7 +23,7 @@ import platform
 import ssl
 import threading
 import weakref
-from typing import Any, NoReturn
+from typing import Any, Callable, NoReturn
 
 from . import driving
 from ._binding import ffi, lib
@@ -53,7 +53,7 @@ _proof: Error | bool | None = False  # False: not yet checked; None: proven
 
 
 def _check_same_libssl(path: str | None) -> Error | None:
-    """None if the module at ``path`` (None: the program) runs on our libssl."""
+    """None if the module at ``path`` runs on our libssl (None, a built-in module: refused)."""
     same, why = shares_our_libssl(path)
     if same:
         return None
@@ -235,16 +235,43 @@ def _find_call(ssl_ptr: Any) -> driving.Call | None:
         return None
     connection = _recorded_owner(ssl_ptr)
     if connection is None or not issubclass(type(connection), _SURFACING):
-        # Not a connection we saw created, or of a class set on the context
-        # after set_client_cert_cb: nothing would take a stored exception, so
-        # let it go to sys.unraisablehook, with its traceback, not hide it.
-        return None
+        return _Unreported(connection)
     return driving.ConnectionCall(connection)
 
 
-def _stored(connection: Any, exc: ssl.SSLError) -> BaseException | None:
-    """After a failed call: the callback's exception, if it left one; a suspension raises."""
-    error: BaseException | None = connection.__dict__.pop("_ccb_error", None)
+class _Unreported(driving.Call):
+    """An SSL under an adopted context whose driver cannot be handed the
+    callback's exception: a connection created before set_client_cert_cb, one
+    of a class set on the context after it, or a raw SSL driven by bare
+    ``ccb.lib`` calls. The handshake fails with OpenSSL's CALLBACK_FAILED
+    (``ssl.SSLError``, ``reason == "CALLBACK_FAILED"``), and the exception,
+    with its traceback, goes to ``sys.unraisablehook`` under a ``ccb.Error``
+    that says why."""
+
+    __slots__ = ()
+
+    def fail(self, exc: BaseException) -> NoReturn:
+        lib.openssl_ccb_raise_callback_failed()  # SSL_get_error: SSL_ERROR_SSL, not a suspension
+        raise Error(
+            "the client-certificate callback raised on a connection that openssl-ccb cannot "
+            "report to (created before set_client_cert_cb, or its class set on the context "
+            "after it): the handshake fails with CALLBACK_FAILED"
+        ) from exc
+
+
+def _outcome(error: BaseException | None, exc: BaseException) -> BaseException | None:
+    """After a failed call: what to raise instead of ``exc``, if anything.
+
+    ``error`` is what the callback stored on the connection, popped by the
+    caller in its argument list (so a KeyboardInterrupt from a signal handler
+    run as this function is entered cannot leave it behind). Only an
+    ``SSLError`` can be the failure the callback caused; anything else (a
+    KeyboardInterrupt raised on the way out, a user subclass's own exception)
+    supersedes it, and it is dropped: it must never surface from a later,
+    unrelated failure. A suspension raises ``SSLWantX509Lookup``.
+    """
+    if not isinstance(exc, ssl.SSLError):
+        return None
     if error is None and exc.errno == ssl.SSL_ERROR_WANT_X509_LOOKUP:
         raise SSLWantX509Lookup() from None
     return error
@@ -263,73 +290,63 @@ def _reraise(error: BaseException) -> NoReturn:
 _ROUTINE = (ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 
-class _Driven:
-    """Entry points that can run the callback, wrapped so its outcome surfaces.
+def _surfacing(cls: type, name: str) -> Callable[..., Any]:
+    """``cls``'s override of ``name``: the base's method, its outcome surfaced.
 
     A call that succeeds pays one frame and a try; nothing is recorded.
     """
 
+    def method(self: Any, *args: Any) -> Any:
+        try:
+            return getattr(super(cls, self), name)(*args)
+        except _ROUTINE:
+            raise
+        except BaseException as exc:
+            error = _outcome(self.__dict__.pop("_ccb_error", None), exc)
+            if error is None:
+                raise
+        _reraise(error)
+
+    method.__name__ = method.__qualname__ = name
+    return method
+
+
+class _Driven:
+    """Entry points that can run the callback, wrapped so its outcome surfaces
+    (below). ``unwrap`` is one though OpenSSL 3.0 ignores a certificate request
+    that arrives after close_notify was sent (tested): the wrapper costs a
+    frame per shutdown, and would carry the outcome if that ever changed."""
+
     _sslobj: Any
 
-    def do_handshake(self, *args: Any) -> None:
-        try:
-            return super().do_handshake(*args)  # type: ignore[misc,no-any-return]
-        except _ROUTINE:
-            raise
-        except ssl.SSLError as exc:
-            error = _stored(self, exc)
-            if error is None:
-                raise
-        _reraise(error)
 
-    def read(self, *args: Any) -> Any:
-        try:
-            return super().read(*args)  # type: ignore[misc]
-        except _ROUTINE:
-            raise
-        except ssl.SSLError as exc:
-            error = _stored(self, exc)
-            if error is None:
-                raise
-        _reraise(error)
-
-    def write(self, *args: Any) -> Any:
-        try:
-            return super().write(*args)  # type: ignore[misc]
-        except _ROUTINE:
-            raise
-        except ssl.SSLError as exc:
-            error = _stored(self, exc)
-            if error is None:
-                raise
-        _reraise(error)
+for _name in ("do_handshake", "read", "write", "unwrap"):
+    setattr(_Driven, _name, _surfacing(_Driven, _name))
 
 
 _creating = threading.local()
 
 
 class _DrivenSocket(_Driven):
-    def send(self, *args: Any) -> Any:  # SSLSocket.send bypasses self.write
-        try:
-            return super().send(*args)  # type: ignore[misc]
-        except _ROUTINE:
-            raise
-        except ssl.SSLError as exc:
-            error = _stored(self, exc)
-            if error is None:
-                raise
-        _reraise(error)
-
     def do_handshake(self, *args: Any) -> None:
+        depth = getattr(_creating, "depth", 0)
+        if not depth:
+            return super().do_handshake(*args)  # type: ignore[misc,no-any-return]
+        # Inside wrap_socket(). A handshake that the callback drives from in
+        # here (and that is refused) is not wrap_socket's: it must not close
+        # the socket that the outer handshake is still using.
+        _creating.depth = 0
         try:
-            super().do_handshake(*args)
+            super().do_handshake(*args)  # type: ignore[misc]
         except BaseException as exc:
             # wrap_socket() closes its new socket when the handshake raises
             # OSError or ValueError; close it for a callback's exception too,
             # or nobody could (the caller never gets the socket).
-            if getattr(_creating, "depth", 0) and not isinstance(exc, (OSError, ValueError)):
+            if not isinstance(exc, (OSError, ValueError)):
                 self.close()  # type: ignore[attr-defined]
             raise
+        finally:
+            _creating.depth = depth
 
     @classmethod
     def _create(cls, *args: Any, **kwargs: Any) -> Any:
@@ -338,6 +355,9 @@ class _DrivenSocket(_Driven):
             return super()._create(*args, **kwargs)  # type: ignore[misc]
         finally:
             _creating.depth -= 1
+
+
+_DrivenSocket.send = _surfacing(_DrivenSocket, "send")  # type: ignore[attr-defined]  # bypasses write
 
 
 class CCBSSLSocket(_DrivenSocket, ssl.SSLSocket):
@@ -361,8 +381,8 @@ class CCBSSLObject(ssl.SSLObject):
             return self._sslobj.do_handshake()  # type: ignore[no-any-return]
         except _ROUTINE:
             raise
-        except ssl.SSLError as exc:
-            error = _stored(self, exc)
+        except BaseException as exc:
+            error = _outcome(self.__dict__.pop("_ccb_error", None), exc)
             if error is None:
                 raise
         _reraise(error)
@@ -374,8 +394,8 @@ class CCBSSLObject(ssl.SSLObject):
             return self._sslobj.read(len)
         except _ROUTINE:
             raise
-        except ssl.SSLError as exc:
-            error = _stored(self, exc)
+        except BaseException as exc:
+            error = _outcome(self.__dict__.pop("_ccb_error", None), exc)
             if error is None:
                 raise
         _reraise(error)
@@ -385,8 +405,19 @@ class CCBSSLObject(ssl.SSLObject):
             return self._sslobj.write(data)  # type: ignore[no-any-return]
         except _ROUTINE:
             raise
-        except ssl.SSLError as exc:
-            error = _stored(self, exc)
+        except BaseException as exc:
+            error = _outcome(self.__dict__.pop("_ccb_error", None), exc)
+            if error is None:
+                raise
+        _reraise(error)
+
+    def unwrap(self) -> Any:
+        try:
+            return self._sslobj.shutdown()
+        except _ROUTINE:
+            raise
+        except BaseException as exc:
+            error = _outcome(self.__dict__.pop("_ccb_error", None), exc)
             if error is None:
                 raise
         _reraise(error)
@@ -394,7 +425,9 @@ class CCBSSLObject(ssl.SSLObject):
 
 _SURFACING = (_Driven, CCBSSLObject)  # the classes whose calls re-raise a stored exception
 
-_derived: dict[type, type] = {}
+# base -> weakref(derived): the derived class refers to its base, so a strong
+# value would keep the key alive; the contexts that use it keep it alive.
+_derived: weakref.WeakKeyDictionary[type, weakref.ref[type]] = weakref.WeakKeyDictionary()
 
 
 def _derive(base: type, ours: type, mixin: type) -> type:
@@ -403,9 +436,11 @@ def _derive(base: type, ours: type, mixin: type) -> type:
         return base
     if base in (ssl.SSLSocket, ssl.SSLObject):
         return ours
-    cls = _derived.get(base)
+    ref = _derived.get(base)
+    cls = None if ref is None else ref()
     if cls is None:
-        cls = _derived[base] = type(f"CCB{base.__name__}", (mixin, base), {})
+        cls = type(f"CCB{base.__name__}", (mixin, base), {})
+        _derived[base] = weakref.ref(cls)
     return cls
 
 
