@@ -161,7 +161,7 @@ def ssl_ctx_of(context: ssl.SSLContext) -> Any:
 # id(the _SSLSocket) -> weakref(owner). Nothing unknown is ever read:
 # the address is only compared, and the object is reached through its owner.
 _SSLSocket: Any = getattr(_ssl_module, "_SSLSocket", None)  # (PyPy: refused anyway)
-_connections: dict[int, weakref.ref[Any]] = {}
+_connections: dict[int, _OwnerRef] = {}
 
 # PySSLSocket: PyObject_HEAD, PyObject *Socket, then SSL *ssl. Read only inside
 # a live _SSLSocket, to prove that it is the very SSL being answered for.
@@ -171,18 +171,25 @@ _SSL_FIELD_FITS = _SSLSocket is not None and _SSLSocket.__basicsize__ >= _SSL_FI
 )
 
 
+class _OwnerRef(weakref.ref):  # type: ignore[type-arg]
+    """A weak reference to a connection's owner that knows its own key."""
+
+    __slots__ = ("key",)
+    key: int
+
+
+def _forget(ref: _OwnerRef) -> None:
+    if _connections.get(ref.key) is ref:
+        del _connections[ref.key]
+
+
 def _record(sslobj: Any, owner: Any) -> None:
     """Remember that ``sslobj`` (new from ``_wrap_socket``/``_wrap_bio``) serves ``owner``."""
-    if type(sslobj) is not _SSLSocket:
-        return
-    key = id(sslobj)
-
-    def forget(ref: weakref.ref[Any], key: int = key) -> None:
-        if _connections.get(key) is ref:
-            del _connections[key]
-
-    with contextlib.suppress(TypeError):  # an owner without weak references: never found
-        _connections[key] = weakref.ref(owner, forget)
+    if type(sslobj) is _SSLSocket:
+        with contextlib.suppress(TypeError):  # an owner without weak references: never found
+            ref = _OwnerRef(owner, _forget)
+            ref.key = id(sslobj)
+            _connections[ref.key] = ref
 
 
 def _recorded_owner(ssl_ptr: Any) -> Any:
@@ -206,18 +213,14 @@ class _ContextWrapper:
     """A context's ``_wrap_socket``/``_wrap_bio``, shadowed per instance to record
     each new connection. Holds the context weakly: no cycle keeps it alive."""
 
-    __slots__ = ("context", "name")
+    __slots__ = ("context", "method")
 
     def __init__(self, context: ssl.SSLContext, name: str) -> None:
         self.context = weakref.ref(context)
-        self.name = name
+        self.method = getattr(type(context), name)  # the class's own (a subclass may override)
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        context = self.context()
-        if context is None:  # pragma: no cover - only reachable through the context
-            raise ReferenceError("the ssl.SSLContext is gone")
-        sslobj = getattr(type(context), self.name)(context, *args, **kwargs)
-        owner = kwargs.get("owner")
+    def __call__(self, *args: Any, owner: Any = None, **kwargs: Any) -> Any:
+        sslobj = self.method(self.context(), *args, owner=owner, **kwargs)
         if owner is not None:
             _record(sslobj, owner)
         return sslobj
