@@ -165,8 +165,9 @@ _connections: dict[int, _OwnerRef] = {}
 
 # PySSLSocket: PyObject_HEAD, PyObject *Socket, then SSL *ssl. Read only inside
 # a live _SSLSocket, to prove that it is the very SSL being answered for.
-_SSL_FIELD = object.__basicsize__ + ctypes.sizeof(ctypes.c_void_p)
-_SSL_FIELD_FITS = _SSLSocket is not None and _SSLSocket.__basicsize__ >= _SSL_FIELD + ctypes.sizeof(
+# (PyPy has no __basicsize__, nor an _SSLSocket: nothing is ever found there.)
+_SSL_FIELD = getattr(object, "__basicsize__", 0) + ctypes.sizeof(ctypes.c_void_p)
+_SSL_FIELD_FITS = getattr(_SSLSocket, "__basicsize__", 0) >= _SSL_FIELD + ctypes.sizeof(
     ctypes.c_void_p
 )
 
