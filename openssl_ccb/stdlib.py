@@ -180,6 +180,9 @@ class _OwnerRef(weakref.ref):  # type: ignore[type-arg]
 
 
 def _forget(ref: _OwnerRef) -> None:
+    # Only our own entry: the key may already name a newer connection. (A
+    # record by another thread between these two lines would be lost; that
+    # connection's failures then end as CALLBACK_FAILED: clear, never unsafe.)
     if _connections.get(ref.key) is ref:
         del _connections[ref.key]
 
@@ -258,8 +261,9 @@ class _Unreported(driving.Call):
         lib.openssl_ccb_raise_callback_failed()  # SSL_get_error: SSL_ERROR_SSL, not a suspension
         raise Error(
             "the client-certificate callback raised on a connection that openssl-ccb cannot "
-            "report to (created before set_client_cert_cb, or its class set on the context "
-            "after it): the handshake fails with CALLBACK_FAILED"
+            "report to (created before set_client_cert_cb, its class set on the context after "
+            "it, or a raw SSL * driven without ccb.do_handshake): the handshake fails with "
+            "CALLBACK_FAILED"
         ) from exc
 
 
