@@ -265,6 +265,7 @@ int openssl_ccb_ec_curve(const EVP_PKEY *);
 openssl_ccb_client_cert_cb_t openssl_ccb_trampoline(void);
 void *openssl_ccb_address(const char *);
 void *SSL_get_app_data(const SSL *);
+void openssl_ccb_raise_callback_failed(void);
 """
 
 SOURCE = r"""
@@ -606,6 +607,18 @@ static X509 *openssl_ccb_get1_peer_certificate(const SSL *ssl)
 static openssl_ccb_client_cert_cb_t openssl_ccb_trampoline(void)
 {
     return openssl_ccb_client_cert_cb;
+}
+
+/* Queue SSL_R_CALLBACK_FAILED: SSL_get_error then says SSL_ERROR_SSL, so a
+ * caller that cannot be handed the callback's exception sees the handshake
+ * fail, and why (ERR_raise is a macro in 3.0). */
+static void openssl_ccb_raise_callback_failed(void)
+{
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+    ERR_raise(ERR_LIB_SSL, SSL_R_CALLBACK_FAILED);
+#else
+    ERR_put_error(ERR_LIB_SSL, 0, SSL_R_CALLBACK_FAILED, __FILE__, __LINE__);
+#endif
 }
 
 /* Where this module's libssl/libcrypto functions really are: compared with

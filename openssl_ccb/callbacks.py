@@ -32,7 +32,7 @@ def _ssl_ctx(ctx: ContextLike, *, adopt: bool = False) -> Any:
         if ctx == ffi.NULL:
             raise ValueError("SSL_CTX * is NULL")
         return ctx
-    if isinstance(ctx, ssl.SSLContext):
+    if isinstance(ctx, ssl.SSLContext):  # ssl_ctx_of checks the real type, not __class__
         pointer = stdlib.ssl_ctx_of(ctx)
         if adopt:
             stdlib.adopt(ctx, pointer)

@@ -24,15 +24,21 @@ def our_address(name: str) -> int:
 
 
 def shares_our_libssl(path: str | None) -> tuple[bool, str]:
-    """Whether the loaded module at ``path`` (None: the program) uses our libssl.
+    """Whether the loaded module at ``path`` uses our libssl.
 
-    Returns ``(True, "")`` when proven, else ``(False, reason)``.
+    Returns ``(True, "")`` when proven, else ``(False, reason)``. Without a
+    path (a module built into the interpreter, ``_ssl.__file__`` None) there
+    is no link map of the module's own to search: ``dlsym`` on the program
+    searches the global namespace, which may hold another libssl than the
+    one the module was linked with, so that is refused, not guessed.
     """
+    if not path:
+        return False, (
+            "it is built into the interpreter (no module file), so its own link map "
+            "cannot be searched"
+        )
     try:
-        if path:
-            handle = ctypes.CDLL(path, mode=os.RTLD_NOLOAD | os.RTLD_LAZY)
-        else:
-            handle = ctypes.CDLL(None)
+        handle = ctypes.CDLL(path, mode=os.RTLD_NOLOAD | os.RTLD_LAZY)
         theirs = {n: ctypes.cast(getattr(handle, n), ctypes.c_void_p).value for n in PROBES}
     except (OSError, AttributeError) as exc:
         return False, f"its OpenSSL functions cannot be resolved ({exc})"

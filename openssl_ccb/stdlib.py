@@ -17,11 +17,13 @@ and turn a suspension into ``SSLWantX509Lookup``.
 from __future__ import annotations
 
 import _ssl as _ssl_module
+import contextlib
 import ctypes
 import platform
 import ssl
 import threading
-from typing import Any, NoReturn
+import weakref
+from typing import Any, Callable, NoReturn
 
 from . import driving
 from ._binding import ffi, lib
@@ -51,7 +53,7 @@ _proof: Error | bool | None = False  # False: not yet checked; None: proven
 
 
 def _check_same_libssl(path: str | None) -> Error | None:
-    """None if the module at ``path`` (None: the program) runs on our libssl."""
+    """None if the module at ``path`` runs on our libssl (None, a built-in module: refused)."""
     same, why = shares_our_libssl(path)
     if same:
         return None
@@ -99,12 +101,28 @@ def _pointer_field_of(context: ssl.SSLContext) -> int:
 _pointer_field = _pointer_field_of  # the one reader of CPython's layout
 
 
+# type's own __mro__ slot: a metaclass cannot shadow it, and tp_mro's layout
+# is checked by CPython (an mro() returning an unsuitable base is refused).
+_mro_of: Any = type.__dict__["__mro__"].__get__
+
+
+def is_ssl_context(obj: object) -> bool:
+    """Whether ``obj`` really is an ``_ssl._SSLContext``, by its type: never by
+    ``isinstance``, which honours ``__class__`` (a ``Mock(spec=...)``, a proxy)."""
+    return _ssl_module._SSLContext in _mro_of(type(obj))
+
+
 def ssl_ctx_of(context: ssl.SSLContext) -> Any:
     """The ``SSL_CTX *`` behind an ``ssl.SSLContext``, once proven."""
-    import _ssl
-
-    if not isinstance(context, _ssl._SSLContext):
-        raise TypeError(f"expected an ssl.SSLContext, got {type(context).__name__}")
+    if not is_ssl_context(context):
+        raise TypeError(
+            f"expected an ssl.SSLContext, got {type(context).__name__}"
+            + (
+                " (which claims to be one: a proxy or mock has no SSL_CTX to read)"
+                if isinstance(context, ssl.SSLContext)
+                else ""
+            )
+        )
     prove_same_libssl()
     address = _pointer_field(context)
     if not address or address % ctypes.alignment(ctypes.c_void_p):
@@ -133,53 +151,135 @@ def ssl_ctx_of(context: ssl.SSLContext) -> Any:
 # --- connections -----------------------------------------------------------------
 
 
-# Nothing is recorded per call: a call that succeeds pays one frame and a
-# try. Only a failing callback looks for its connection, through its SSL's
-# app data, which CPython's _ssl sets to the connection's _ssl._SSLSocket
-# (checked by type before it is used), whose owner is the connection.
-# CPython's type of _ssl's connection object (PyPy's _ssl has none: refused anyway).
-_SSLSOCKET_TYPE = id(getattr(_ssl_module, "_SSLSocket", None))
+# How a failing callback finds its connection: CPython's _ssl sets each SSL's
+# app data to the connection's _ssl._SSLSocket, whose owner is the user's
+# socket or SSLObject. But any SSL under the context (a raw SSL_new on
+# ccb.ssl_ctx(context), with app data of its own) reaches the callback too,
+# so an app-data address is believed only if it is the id() of an
+# _ssl._SSLSocket that we saw created for a live owner: adopt() shadows the
+# context's _wrap_socket/_wrap_bio, which record, once per connection,
+# id(the _SSLSocket) -> weakref(owner). Nothing unknown is ever read:
+# the address is only compared, and the object is reached through its owner.
+_SSLSocket: Any = getattr(_ssl_module, "_SSLSocket", None)  # (PyPy: refused anyway)
+_connections: dict[int, _OwnerRef] = {}
+
+# PySSLSocket: PyObject_HEAD, PyObject *Socket, then SSL *ssl. Read only inside
+# a live _SSLSocket, to prove that it is the very SSL being answered for.
+# (PyPy has no __basicsize__, nor an _SSLSocket: nothing is ever found there.)
+_SSL_FIELD = getattr(object, "__basicsize__", 0) + ctypes.sizeof(ctypes.c_void_p)
+_SSL_FIELD_FITS = getattr(_SSLSocket, "__basicsize__", 0) >= _SSL_FIELD + ctypes.sizeof(
+    ctypes.c_void_p
+)
 
 
-def _type_offset() -> int:
-    """Where a PyObject keeps its ob_type: found on a live object, not assumed."""
-    probe = _ConnectionProbe()
-    for offset in range(0, object.__basicsize__, ctypes.sizeof(ctypes.c_void_p)):
-        if ctypes.c_void_p.from_address(id(probe) + offset).value == id(_ConnectionProbe):
-            return offset
-    return -1  # unknown layout: connections are then never looked up this way
+class _OwnerRef(weakref.ref):  # type: ignore[type-arg]
+    """A weak reference to a connection's owner that knows its own key."""
+
+    __slots__ = ("key",)
+    key: int
 
 
-class _ConnectionProbe:
-    pass
+def _forget(ref: _OwnerRef) -> None:
+    # Only our own entry: the key may already name a newer connection. (A
+    # record by another thread between these two lines would be lost; that
+    # connection's failures then end as CALLBACK_FAILED: clear, never unsafe.)
+    if _connections.get(ref.key) is ref:
+        del _connections[ref.key]
 
 
-# Elsewhere than CPython id() is no address, and ssl.SSLContext is refused anyway.
-_TYPE_OFFSET = _type_offset() if platform.python_implementation() == "CPython" else -1
+def _record(sslobj: Any, owner: Any) -> None:
+    """Remember that ``sslobj`` (new from ``_wrap_socket``/``_wrap_bio``) serves ``owner``."""
+    if type(sslobj) is _SSLSocket:
+        with contextlib.suppress(TypeError):  # an owner without weak references: never found
+            ref = _OwnerRef(owner, _forget)
+            ref.key = id(sslobj)
+            _connections[ref.key] = ref
+
+
+def _recorded_owner(ssl_ptr: Any) -> Any:
+    """The owner recorded for ``ssl_ptr``'s app data, if that is provably its live _SSLSocket."""
+    address = int(ffi.cast("uintptr_t", lib.SSL_get_app_data(ssl_ptr)))
+    ref = _connections.get(address) if address else None
+    owner = None if ref is None else ref()
+    if owner is None:
+        return None
+    sslobj = getattr(owner, "_sslobj", None)  # held: alive while we look
+    if type(sslobj) is not _SSLSocket or id(sslobj) != address or not _SSL_FIELD_FITS:
+        return None  # the owner moved on (unwrap, a failed connect): the address is stale
+    if ctypes.c_void_p.from_address(address + _SSL_FIELD).value != int(
+        ffi.cast("uintptr_t", ssl_ptr)
+    ):
+        return None  # another SSL whose app data names this connection's object
+    return owner
+
+
+class _ContextWrapper:
+    """A context's ``_wrap_socket``/``_wrap_bio``, shadowed per instance to record
+    each new connection. Holds the context weakly: no cycle keeps it alive."""
+
+    __slots__ = ("context", "method")
+
+    def __init__(self, context: ssl.SSLContext, name: str) -> None:
+        self.context = weakref.ref(context)
+        self.method = getattr(type(context), name)  # the class's own (a subclass may override)
+
+    def __call__(self, *args: Any, owner: Any = None, **kwargs: Any) -> Any:
+        sslobj = self.method(self.context(), *args, owner=owner, **kwargs)
+        if owner is not None:
+            _record(sslobj, owner)
+        return sslobj
+
+
+def _shadow_wrappers(context: ssl.SSLContext) -> None:
+    for name in ("_wrap_socket", "_wrap_bio"):
+        if not isinstance(context.__dict__.get(name), _ContextWrapper):
+            setattr(context, name, _ContextWrapper(context, name))
 
 
 def _find_call(ssl_ptr: Any) -> driving.Call | None:
-    # Only an SSL of a context adopted here has _ssl's object as its app data.
     state = state_of(lib.SSL_get_SSL_CTX(ssl_ptr))
     if state is None or not state.stdlib:
         return None
-    address = int(ffi.cast("uintptr_t", lib.SSL_get_app_data(ssl_ptr)))
-    if not address or _TYPE_OFFSET < 0:
-        return None
-    if ctypes.c_void_p.from_address(address + _TYPE_OFFSET).value != _SSLSOCKET_TYPE:
-        return None
-    connection = ctypes.cast(address, ctypes.py_object).value.owner
-    if not isinstance(connection, _SURFACING):
-        # A class set on the context after set_client_cert_cb (not wrapped by
-        # adopt): nothing would take a stored exception, so let it go to
-        # sys.unraisablehook, with its traceback, instead of hiding it.
-        return None
+    connection = _recorded_owner(ssl_ptr)
+    if connection is None or not issubclass(type(connection), _SURFACING):
+        return _Unreported(connection)
     return driving.ConnectionCall(connection)
 
 
-def _stored(connection: Any, exc: ssl.SSLError) -> BaseException | None:
-    """After a failed call: the callback's exception, if it left one; a suspension raises."""
-    error: BaseException | None = connection.__dict__.pop("_ccb_error", None)
+class _Unreported(driving.Call):
+    """An SSL under an adopted context whose driver cannot be handed the
+    callback's exception: a connection created before set_client_cert_cb, one
+    of a class set on the context after it, or a raw SSL driven by bare
+    ``ccb.lib`` calls. The handshake fails with OpenSSL's CALLBACK_FAILED
+    (``ssl.SSLError``, ``reason == "CALLBACK_FAILED"``), and the exception,
+    with its traceback, goes to ``sys.unraisablehook`` under a ``ccb.Error``
+    that says why."""
+
+    __slots__ = ()
+
+    def fail(self, exc: BaseException) -> NoReturn:
+        lib.openssl_ccb_raise_callback_failed()  # SSL_get_error: SSL_ERROR_SSL, not a suspension
+        raise Error(
+            "the client-certificate callback raised on a connection that openssl-ccb cannot "
+            "report to (created before set_client_cert_cb, its class set on the context after "
+            "it, or a raw SSL * driven without ccb.do_handshake): the handshake fails with "
+            "CALLBACK_FAILED"
+        ) from exc
+
+
+def _outcome(error: BaseException | None, exc: BaseException) -> BaseException | None:
+    """After a failed call: what to raise instead of ``exc``, if anything.
+
+    ``error`` is what the callback stored on the connection, popped by the
+    caller in its argument list (so a KeyboardInterrupt from a signal handler
+    run as this function is entered cannot leave it behind). Only an
+    ``SSLError`` can be the failure the callback caused; anything else (a
+    KeyboardInterrupt raised on the way out, a user subclass's own exception)
+    supersedes it, and it is dropped: it must never surface from a later,
+    unrelated failure. A suspension raises ``SSLWantX509Lookup``.
+    """
+    if not isinstance(exc, ssl.SSLError):
+        return None
     if error is None and exc.errno == ssl.SSL_ERROR_WANT_X509_LOOKUP:
         raise SSLWantX509Lookup() from None
     return error
@@ -198,73 +298,63 @@ def _reraise(error: BaseException) -> NoReturn:
 _ROUTINE = (ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 
-class _Driven:
-    """Entry points that can run the callback, wrapped so its outcome surfaces.
+def _surfacing(cls: type, name: str) -> Callable[..., Any]:
+    """``cls``'s override of ``name``: the base's method, its outcome surfaced.
 
     A call that succeeds pays one frame and a try; nothing is recorded.
     """
 
+    def method(self: Any, *args: Any) -> Any:
+        try:
+            return getattr(super(cls, self), name)(*args)
+        except _ROUTINE:
+            raise
+        except BaseException as exc:
+            error = _outcome(self.__dict__.pop("_ccb_error", None), exc)
+            if error is None:
+                raise
+        _reraise(error)
+
+    method.__name__ = method.__qualname__ = name
+    return method
+
+
+class _Driven:
+    """Entry points that can run the callback, wrapped so its outcome surfaces
+    (below). ``unwrap`` is one though OpenSSL 3.0 ignores a certificate request
+    that arrives after close_notify was sent (tested): the wrapper costs a
+    frame per shutdown, and would carry the outcome if that ever changed."""
+
     _sslobj: Any
 
-    def do_handshake(self, *args: Any) -> None:
-        try:
-            return super().do_handshake(*args)  # type: ignore[misc,no-any-return]
-        except _ROUTINE:
-            raise
-        except ssl.SSLError as exc:
-            error = _stored(self, exc)
-            if error is None:
-                raise
-        _reraise(error)
 
-    def read(self, *args: Any) -> Any:
-        try:
-            return super().read(*args)  # type: ignore[misc]
-        except _ROUTINE:
-            raise
-        except ssl.SSLError as exc:
-            error = _stored(self, exc)
-            if error is None:
-                raise
-        _reraise(error)
-
-    def write(self, *args: Any) -> Any:
-        try:
-            return super().write(*args)  # type: ignore[misc]
-        except _ROUTINE:
-            raise
-        except ssl.SSLError as exc:
-            error = _stored(self, exc)
-            if error is None:
-                raise
-        _reraise(error)
+for _name in ("do_handshake", "read", "write", "unwrap"):
+    setattr(_Driven, _name, _surfacing(_Driven, _name))
 
 
 _creating = threading.local()
 
 
 class _DrivenSocket(_Driven):
-    def send(self, *args: Any) -> Any:  # SSLSocket.send bypasses self.write
-        try:
-            return super().send(*args)  # type: ignore[misc]
-        except _ROUTINE:
-            raise
-        except ssl.SSLError as exc:
-            error = _stored(self, exc)
-            if error is None:
-                raise
-        _reraise(error)
-
     def do_handshake(self, *args: Any) -> None:
+        depth = getattr(_creating, "depth", 0)
+        if not depth:
+            return super().do_handshake(*args)  # type: ignore[misc,no-any-return]
+        # Inside wrap_socket(). A handshake that the callback drives from in
+        # here (and that is refused) is not wrap_socket's: it must not close
+        # the socket that the outer handshake is still using.
+        _creating.depth = 0
         try:
-            super().do_handshake(*args)
+            super().do_handshake(*args)  # type: ignore[misc]
         except BaseException as exc:
             # wrap_socket() closes its new socket when the handshake raises
             # OSError or ValueError; close it for a callback's exception too,
             # or nobody could (the caller never gets the socket).
-            if getattr(_creating, "depth", 0) and not isinstance(exc, (OSError, ValueError)):
+            if not isinstance(exc, (OSError, ValueError)):
                 self.close()  # type: ignore[attr-defined]
             raise
+        finally:
+            _creating.depth = depth
 
     @classmethod
     def _create(cls, *args: Any, **kwargs: Any) -> Any:
@@ -273,6 +363,9 @@ class _DrivenSocket(_Driven):
             return super()._create(*args, **kwargs)  # type: ignore[misc]
         finally:
             _creating.depth -= 1
+
+
+_DrivenSocket.send = _surfacing(_DrivenSocket, "send")  # type: ignore[attr-defined]  # bypasses write
 
 
 class CCBSSLSocket(_DrivenSocket, ssl.SSLSocket):
@@ -296,8 +389,8 @@ class CCBSSLObject(ssl.SSLObject):
             return self._sslobj.do_handshake()  # type: ignore[no-any-return]
         except _ROUTINE:
             raise
-        except ssl.SSLError as exc:
-            error = _stored(self, exc)
+        except BaseException as exc:
+            error = _outcome(self.__dict__.pop("_ccb_error", None), exc)
             if error is None:
                 raise
         _reraise(error)
@@ -309,8 +402,8 @@ class CCBSSLObject(ssl.SSLObject):
             return self._sslobj.read(len)
         except _ROUTINE:
             raise
-        except ssl.SSLError as exc:
-            error = _stored(self, exc)
+        except BaseException as exc:
+            error = _outcome(self.__dict__.pop("_ccb_error", None), exc)
             if error is None:
                 raise
         _reraise(error)
@@ -320,8 +413,19 @@ class CCBSSLObject(ssl.SSLObject):
             return self._sslobj.write(data)  # type: ignore[no-any-return]
         except _ROUTINE:
             raise
-        except ssl.SSLError as exc:
-            error = _stored(self, exc)
+        except BaseException as exc:
+            error = _outcome(self.__dict__.pop("_ccb_error", None), exc)
+            if error is None:
+                raise
+        _reraise(error)
+
+    def unwrap(self) -> Any:
+        try:
+            return self._sslobj.shutdown()
+        except _ROUTINE:
+            raise
+        except BaseException as exc:
+            error = _outcome(self.__dict__.pop("_ccb_error", None), exc)
             if error is None:
                 raise
         _reraise(error)
@@ -329,7 +433,9 @@ class CCBSSLObject(ssl.SSLObject):
 
 _SURFACING = (_Driven, CCBSSLObject)  # the classes whose calls re-raise a stored exception
 
-_derived: dict[type, type] = {}
+# base -> weakref(derived): the derived class refers to its base, so a strong
+# value would keep the key alive; the contexts that use it keep it alive.
+_derived: weakref.WeakKeyDictionary[type, weakref.ref[type]] = weakref.WeakKeyDictionary()
 
 
 def _derive(base: type, ours: type, mixin: type) -> type:
@@ -338,9 +444,11 @@ def _derive(base: type, ours: type, mixin: type) -> type:
         return base
     if base in (ssl.SSLSocket, ssl.SSLObject):
         return ours
-    cls = _derived.get(base)
+    ref = _derived.get(base)
+    cls = None if ref is None else ref()
     if cls is None:
-        cls = _derived[base] = type(f"CCB{base.__name__}", (mixin, base), {})
+        cls = type(f"CCB{base.__name__}", (mixin, base), {})
+        _derived[base] = weakref.ref(cls)
     return cls
 
 
@@ -348,5 +456,6 @@ def adopt(context: ssl.SSLContext, pointer: Any) -> None:
     """Make the context's connections surface callback outcomes."""
     ensure_state(pointer).stdlib = True
     driving.add_finder(_find_call)
+    _shadow_wrappers(context)
     context.sslsocket_class = _derive(context.sslsocket_class, CCBSSLSocket, _DrivenSocket)
     context.sslobject_class = _derive(context.sslobject_class, CCBSSLObject, _Driven)

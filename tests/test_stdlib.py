@@ -329,12 +329,13 @@ def test_user_sslsocket_class_is_kept(ca, server_cert, credential):
         pair.handshake(client)
 
 
-def test_class_set_after_the_callback_reports_its_exception_not_hides_it(
+def test_class_set_after_the_callback_fails_the_handshake_and_reports_why(
     ca, server_cert, monkeypatch
 ):
     """A plain sslobject_class set after set_client_cert_cb cannot re-raise the
-    callback's exception: it must reach sys.unraisablehook with its traceback,
-    the handshake staying suspended, and nothing left on the connection."""
+    callback's exception: the handshake fails with CALLBACK_FAILED, and the
+    exception reaches sys.unraisablehook with its traceback under a ccb.Error
+    that says why; nothing is left on the connection."""
     import sys
 
     reported = []
@@ -346,9 +347,13 @@ def test_class_set_after_the_callback_reports_its_exception_not_hides_it(
     client = pair.stdlib_client(ctx)
     with pytest.raises(ssl.SSLError) as raised:
         pair.handshake(client)
-    assert raised.value.errno == ssl.SSL_ERROR_WANT_X509_LOOKUP
-    assert [type(r.exc_value) for r in reported] == [Boom]
-    assert reported[0].exc_traceback is not None
+    assert raised.value.errno == ssl.SSL_ERROR_SSL
+    assert raised.value.reason == "CALLBACK_FAILED"
+    assert [type(r.exc_value) for r in reported] == [ccb.Error]
+    assert "cannot report to" in str(reported[0].exc_value)
+    boom = reported[0].exc_value.__cause__
+    assert isinstance(boom, Boom)
+    assert "_raise_boom" in [f.name for f in traceback.extract_tb(boom.__traceback__)]
     assert "_ccb_error" not in client.__dict__
 
 
