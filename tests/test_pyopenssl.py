@@ -412,3 +412,31 @@ def test_context_at_a_reused_address_inherits_nothing(ca, credential):
         kept.append(candidate)
     else:
         raise AssertionError("the allocator never reused the address")
+
+
+def test_objects_that_only_claim_to_be_a_context_are_refused_before_any_read():
+    """A Mock or a proxy reporting Context as its __class__ is no Context."""
+    from unittest import mock
+
+    from OpenSSL import SSL
+
+    real = SSL.Context(SSL.TLS_CLIENT_METHOD)
+
+    class Proxy:
+        def __init__(self, target: object) -> None:
+            self._target = target
+
+        @property  # type: ignore[misc]
+        def __class__(self) -> type:
+            return SSL.Context
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self._target, name)
+
+    for impostor in (mock.Mock(spec=SSL.Context), mock.MagicMock(spec=SSL.Context), Proxy(real)):
+        assert isinstance(impostor, SSL.Context)  # what the old check believed
+        with pytest.raises(TypeError, match="expected"):
+            ccb.set_client_cert_cb(impostor, lambda request: None)
+        with pytest.raises(TypeError, match="expected"):
+            ccb.ssl_ctx(impostor)
+    assert ccb.get_client_cert_cb(real) is None  # the real one still works
