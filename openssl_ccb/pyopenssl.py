@@ -176,7 +176,6 @@ class _BundledState:
         "context",
         "handle",
         "ssl_type",
-        "stored_chains",
         "their_ffi",
         "their_lib",
     )
@@ -185,7 +184,6 @@ class _BundledState:
         self.context = weakref.ref(context)
         self.callback = callback
         self.handle = ffi.new_handle(self)
-        self.stored_chains: set[tuple[bytes, ...]] = set()  # chains already in the store
         # What every handshake needs, looked up once (each lookup was measured).
         self.their_ffi, self.their_lib, _ = _binding()
         self.ssl_type = self.their_ffi.typeof("SSL *")
@@ -332,23 +330,33 @@ def _foreign_objects(credential: Credential) -> tuple[Any, Any, list[Any], tuple
     return credential._foreign  # type: ignore[no-any-return]
 
 
+CHAIN_REFUSED = (
+    "pyOpenSSL's bundled OpenSSL offers openssl-ccb no per-connection chain: the only "
+    "place a chain could go there is the context's certificate store, which also "
+    "verifies servers, so a chain would widen the servers this context trusts. "
+    "Send the leaf alone and set the intermediates once with "
+    "Context.add_extra_chain_cert() (sent with the leaf, never trusted), or use an "
+    "ssl.SSLContext, or pyOpenSSL built on the system OpenSSL (the same-libssl route)"
+)
+
+
 def _prepare_bundled(state: _BundledState, credential: Credential) -> tuple[Any, Any]:
-    """The credential's certificate and key in the bundled OpenSSL, its chain in
-    the context's store: done once per credential (and chain) and context."""
-    their_lib = state.their_lib
-    x509, key, chain, chain_der = credential._foreign or _foreign_objects(credential)
-    if chain and chain_der not in state.stored_chains:
-        # No per-connection chain through this binding: put the intermediates
-        # in the context's store, from which OpenSSL builds each leaf's chain.
-        context = state.context()
-        if context is None:
-            raise Error("the pyOpenSSL Context is gone")
-        store = their_lib.SSL_CTX_get_cert_store(context._context)
-        for item in chain:
-            their_lib.X509_STORE_add_cert(store, item)  # a duplicate is not an error
-        their_lib.ERR_clear_error()
-        state.stored_chains.add(chain_der)
+    """The credential's certificate and key in the bundled OpenSSL; a chain is refused."""
+    x509, key, chain, _ = credential._foreign or _foreign_objects(credential)
+    if chain:
+        raise Error(CHAIN_REFUSED)
     return x509, key
+
+
+def _their_reasons(their_lib: Any, their_ffi: Any) -> str:
+    """The bundled OpenSSL's error queue as reasons, drained."""
+    reasons: list[str] = []
+    while True:
+        code = their_lib.ERR_get_error()
+        if code == 0:
+            return "; ".join(reasons) or "no reason given"
+        text = their_lib.ERR_reason_error_string(code)
+        reasons.append(their_ffi.string(text).decode() if text != their_ffi.NULL else hex(code))
 
 
 _new = object.__new__
@@ -396,8 +404,8 @@ def openssl_ccb_foreign_dispatch(handle: Any, address: int) -> int:
             their_lib.SSL_use_certificate(ssl, foreign[0]) != 1
             or their_lib.SSL_use_PrivateKey(ssl, foreign[1]) != 1
         ):
-            their_lib.ERR_clear_error()
-            raise Error("pyOpenSSL's OpenSSL refused the certificate or key")
+            reasons = _their_reasons(their_lib, state.their_ffi)
+            raise Error(f"pyOpenSSL's OpenSSL refused the certificate or key: {reasons}")
         return 1
     except BaseException as exc:
         if connection is None:

@@ -266,7 +266,13 @@ def test_key_not_matching_fails(ca, server_cert, client_cert):
         raw_pair_handshake(PyOpenSSLEnd(ctx), pair)
 
 
+BUNDLED = ccb.pyopenssl_route() == "bundled"
+
+
 def test_intermediate_chain_reaches_a_server_that_trusts_only_the_root(ca, server_cert, version):
+    """Same-libssl: the chain goes with the connection. Bundled: a chain is
+    refused (that OpenSSL's only place for it also verifies servers), and the
+    intermediates set once on the Context are sent instead."""
     intermediate = ca.create_child_ca()
     leaf = intermediate.issue_cert("chained@example.org", common_name="chained")
     leaf_pem = leaf.cert_chain_pems[0].bytes()
@@ -283,8 +289,37 @@ def test_intermediate_chain_reaches_a_server_that_trusts_only_the_root(ca, serve
         ctx, lambda request: (leaf_pem, key_pem, [intermediate.cert_pem.bytes()])
     )
     pair = MemoryPair(server)
+    if BUNDLED:
+        with pytest.raises(ccb.Error, match="no per-connection chain"):
+            raw_pair_handshake(PyOpenSSLEnd(ctx), pair)
+        ctx = client_context(ca, version)
+        ctx.add_extra_chain_cert(x509.load_pem_x509_certificate(intermediate.cert_pem.bytes()))
+        ccb.set_client_cert_cb(ctx, lambda request: (leaf_pem, key_pem))
+        pair = MemoryPair(server)
     raw_pair_handshake(PyOpenSSLEnd(ctx), pair)
     assert pair.server.getpeercert()["subject"][-1] == (("commonName", "chained"),)
+
+
+def test_a_chain_sent_never_makes_its_ca_trusted_for_servers(ca, server_cert, version):
+    """The client's own CA, sent in its chain, must not then vouch for a server."""
+    client_ca = trustme.CA()
+    intermediate = client_ca.create_child_ca()
+    leaf = intermediate.issue_cert("client@example.org")
+    chain = [intermediate.cert_pem.bytes(), client_ca.cert_pem.bytes()]
+    answer = (leaf.cert_chain_pems[0].bytes(), leaf.private_key_pem.bytes(), chain)
+    ctx = client_context(ca, version)  # trusts `ca` for servers, never client_ca
+    ccb.set_client_cert_cb(ctx, lambda request: answer)
+    server = server_context(client_ca, server_cert, version=version)  # wants client_ca
+    server.load_verify_locations(cadata=client_ca.cert_pem.bytes().decode())
+    if BUNDLED:
+        with pytest.raises(ccb.Error, match="no per-connection chain"):
+            raw_pair_handshake(PyOpenSSLEnd(ctx), MemoryPair(server))
+    else:
+        raw_pair_handshake(PyOpenSSLEnd(ctx), MemoryPair(server))
+    impostor_cert = client_ca.issue_cert("localhost")
+    impostor = server_context(ca, impostor_cert, version=version, verify=ssl.CERT_NONE)
+    with pytest.raises(SSL.Error, match="certificate verify failed"):
+        raw_pair_handshake(PyOpenSSLEnd(ctx), MemoryPair(impostor))
 
 
 def test_changing_a_used_context_is_refused_like_pyopenssl(ca, credential):

@@ -105,11 +105,20 @@ def test_wallet_never_sends_outside_the_acceptable_cas(
     ctx = client_context(world, ca, version)
     ccb.set_client_cert_cb(ctx, wallet)
     link = Link(MemoryClient(world, ctx), MemoryServer(server))
+    named_dns = {NAMEABLE[name].cert.subject.rfc4514_string() for name in named}
+    fitting = [n for n in order if issuers(*LEAVES[n]) & named_dns]
+    if (
+        world == "pyopenssl"
+        and ccb.pyopenssl_route() == "bundled"
+        and fitting
+        and LEAVES[fitting[0]][1]
+    ):
+        with pytest.raises(ccb.Error, match="no per-connection chain"):  # chains refused there
+            link.handshake()
+        return
     link.handshake()
     link.exchange()
     sent = link.server.peer_der()
-    named_dns = {NAMEABLE[name].cert.subject.rfc4514_string() for name in named}
-    fitting = [n for n in order if issuers(*LEAVES[n]) & named_dns]
     if sent is None:
         assert fitting == []  # none fits: none is sent
     else:
