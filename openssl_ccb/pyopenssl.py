@@ -116,7 +116,7 @@ def set_callback(context: Any, callback: Any) -> None:
 def get_callback(context: Any) -> Any:
     if route() == SAME_LIBSSL:
         return installed(ssl_ctx_of(context))
-    state = _bundled.get(context)
+    state = context.__dict__.get(_STATE)
     return None if state is None else state.callback
 
 
@@ -209,8 +209,11 @@ def _connection_lookup() -> Callable[[Any], Any]:
     return lookup
 
 
-# The state lives exactly as long as its Context; a Connection keeps its Context.
-_bundled: weakref.WeakKeyDictionary[Any, _BundledState] = weakref.WeakKeyDictionary()
+# The state lives in its Context's own __dict__, exactly as long as the
+# Context (a Connection keeps its Context): a callable that refers to its
+# Context is then a cycle the collector sees. _bundled only counts them.
+_STATE = "_openssl_ccb_bundled"
+_bundled: weakref.WeakSet[Any] = weakref.WeakSet()
 
 _CERT_CB = lib.openssl_ccb_foreign_cert_cb_address()
 
@@ -222,7 +225,7 @@ def _set_bundled(context: Any, callback: Any) -> None:
             "a C callback built for openssl-ccb's libssl cannot run on pyOpenSSL's "
             "bundled OpenSSL; give a Python callable"
         )
-    state = _bundled.get(context)
+    state = context.__dict__.get(_STATE)
     if callback is None:
         their_lib.SSL_CTX_set_cert_cb(context._context, their_ffi.NULL, their_ffi.NULL)
         if state is not None:
@@ -231,7 +234,8 @@ def _set_bundled(context: Any, callback: Any) -> None:
             state.callback = None
         return
     if state is None:
-        state = _bundled[context] = _BundledState(context, callback)
+        state = context.__dict__[_STATE] = _BundledState(context, callback)
+        _bundled.add(context)
     state.callback = callback
     their_lib.SSL_CTX_set_cert_cb(
         context._context,

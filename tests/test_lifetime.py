@@ -252,11 +252,7 @@ class Owner:
         return self.credential
 
 
-@pytest.mark.parametrize(
-    "world",
-    # pyOpenSSL's bundled route keeps its state apart (not done yet there).
-    ["stdlib"] + (["pyopenssl"] if ccb.pyopenssl_route() == "same-libssl" else []),
-)
+@pytest.mark.parametrize("world", ["stdlib", "pyopenssl"])
 def test_a_callback_that_refers_to_its_own_context_is_collected(
     world, ca, server_cert, credential, client_der
 ):
