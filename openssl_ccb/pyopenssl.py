@@ -34,7 +34,7 @@ from .errors import Error, WantX509Lookup, drain_error_queue
 from .libssl_proof import our_version, shares_our_libssl
 from .request import CertificateRequest, _name_string
 from .return_codes import SEND_NONE, SUSPEND, interpret
-from .trampoline import install, installed
+from .trampoline import REENTERED, _refusal, install, installed
 
 SAME_LIBSSL = "same-libssl"
 BUNDLED = "bundled"
@@ -171,6 +171,7 @@ class _BundledState:
 
     __slots__ = (
         "__weakref__",
+        "answering",
         "callback",
         "connections",
         "context",
@@ -183,6 +184,7 @@ class _BundledState:
     def __init__(self, context: Any, callback: Any) -> None:
         self.context = weakref.ref(context)
         self.callback = callback
+        self.answering: set[int] = set()  # SSLs whose callback is running: re-entry refused
         self.handle = ffi.new_handle(self)
         # What every handshake needs, looked up once (each lookup was measured).
         self.their_ffi, self.their_lib, _ = _binding()
@@ -381,12 +383,20 @@ def openssl_ccb_foreign_dispatch(handle: Any, address: int) -> int:
         return 1
     ref = state.connections(ssl)
     connection = None if ref is None else ref()
+    if address in state.answering:
+        # The callback drove its own connection's handshake: refused as the
+        # other worlds refuse it, by a suspension that raises ccb.Error there.
+        if connection is None:
+            return 0
+        store(connection, _refusal(None, REENTERED))
+        return -1
     attempt = 1 if connection is None else connection.__dict__.get("_ccb_attempts", 0) + 1
     request = _new(BundledCertificateRequest)  # no __init__ frame
     request._ssl = ssl
     request.attempt = attempt
     request._connection = connection
     try:
+        state.answering.add(address)
         try:
             result = callback(request)
             outcome = result if type(result) is Credential else interpret(result)
@@ -394,6 +404,7 @@ def openssl_ccb_foreign_dispatch(handle: Any, address: int) -> int:
             outcome = SUSPEND
         finally:
             request._ssl = None
+            state.answering.discard(address)
         if attempt > 1 or outcome is SUSPEND:
             if connection is not None:
                 connection._ccb_attempts = attempt if outcome is SUSPEND else 0
