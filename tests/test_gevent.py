@@ -66,10 +66,8 @@ def handle(conn, address):
             data += chunk
         der = conn.getpeercert(binary_form=True)
         body = hashlib.sha256(der).hexdigest().encode() if der else b"none"
-        conn.sendall(
-            b"HTTP/1.1 200 OK\\r\\nContent-Length: %d\\r\\nConnection: close\\r\\n\\r\\n" % len(body)
-            + body
-        )
+        head = b"HTTP/1.1 200 OK\\r\\nConnection: close\\r\\nContent-Length: %d\\r\\n\\r\\n"
+        conn.sendall(head % len(body) + body)
     except (OSError, ValueError):
         pass  # a client whose callback failed: nothing to answer
     finally:
@@ -220,7 +218,7 @@ def test_suspension_is_want_x509_lookup(tmp_path):
         from openssl_ccb.stdlib import SSLWantX509Lookup
 
         def choose(request):
-            if request.attempt == 0:
+            if request.attempt == 1:
                 raise ccb.WantX509Lookup()
             return credential
 
