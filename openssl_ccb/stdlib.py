@@ -27,6 +27,7 @@ from typing import Any, Callable, NoReturn
 
 from . import driving
 from ._binding import ffi, lib
+from ._gevent import real_owner
 from .errors import Error, WantX509Lookup, drain_error_queue
 from .libssl_proof import our_version, shares_our_libssl
 from .trampoline import ensure_state, state_of
@@ -190,6 +191,7 @@ def _forget(ref: _OwnerRef) -> None:
 def _record(sslobj: Any, owner: Any) -> None:
     """Remember that ``sslobj`` (new from ``_wrap_socket``/``_wrap_bio``) serves ``owner``."""
     if type(sslobj) is _SSLSocket:
+        owner = real_owner(owner)  # gevent's SSLSocket, not the raw socket it passes
         with contextlib.suppress(TypeError):  # an owner without weak references: never found
             ref = _OwnerRef(owner, _forget)
             ref.key = id(sslobj)
@@ -304,9 +306,9 @@ def _surfacing(cls: type, name: str) -> Callable[..., Any]:
     A call that succeeds pays one frame and a try; nothing is recorded.
     """
 
-    def method(self: Any, *args: Any) -> Any:
+    def method(self: Any, *args: Any, **kwargs: Any) -> Any:  # gevent: send(..., timeout=)
         try:
-            return getattr(super(cls, self), name)(*args)
+            return getattr(super(cls, self), name)(*args, **kwargs)
         except _ROUTINE:
             raise
         except BaseException as exc:
