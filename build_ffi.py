@@ -249,6 +249,11 @@ extern "Python" void openssl_ccb_release(void *);
  * never touches the SSL itself, only hands it to Python as an address. */
 extern "Python" int openssl_ccb_foreign_dispatch(void *, uintptr_t);
 uintptr_t openssl_ccb_foreign_cert_cb_address(void);
+/* ...and a msg_callback that hands Python only a CertificateRequest the peer
+ * sent (to read the server's signature algorithms, which that binding cannot). */
+extern "Python" void openssl_ccb_foreign_certificate_request(
+    void *, uintptr_t, int, const unsigned char *, size_t);
+uintptr_t openssl_ccb_foreign_msg_cb_address(void);
 
 int openssl_ccb_init(void);
 void openssl_ccb_set_exiting(void);
@@ -310,6 +315,26 @@ static int openssl_ccb_foreign_cert_cb(void *ssl, void *arg)
 static uintptr_t openssl_ccb_foreign_cert_cb_address(void)
 {
     return (uintptr_t)&openssl_ccb_foreign_cert_cb;
+}
+
+static void openssl_ccb_foreign_certificate_request(
+    void *, uintptr_t, int, const unsigned char *, size_t);
+
+/* void (*msg_callback)(int write_p, int version, int content_type,
+ * const void *buf, size_t len, SSL *ssl, void *arg), for the same OpenSSL:
+ * every other record and message returns here, without entering Python. */
+static void openssl_ccb_foreign_msg_cb(int write_p, int version, int content_type,
+                                       const void *buf, size_t len, void *ssl, void *arg)
+{
+    const unsigned char *message = buf;
+    if (!write_p && content_type == 22 /* handshake */ && len >= 4
+        && message[0] == 13 /* certificate_request */ && arg != NULL)
+        openssl_ccb_foreign_certificate_request(arg, (uintptr_t)ssl, version, message, len);
+}
+
+static uintptr_t openssl_ccb_foreign_msg_cb_address(void)
+{
+    return (uintptr_t)&openssl_ccb_foreign_msg_cb;
 }
 
 /* ex_data slots: per context, the Python state's handle; per connection, the

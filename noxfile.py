@@ -7,6 +7,8 @@
   (tests/test_interpreters.py).
 * ``packaging``: once, the slow tests: sdist and wheel, an isolated install
   into a fresh venv, a failing build's message (tests/test_packaging.py).
+* ``pyopenssl23``: the oldest pyOpenSSL supported (23.x, before
+  ``Context._used``) on its bundled OpenSSL: tests/test_pyopenssl.py.
 
 Interpreters come from pyenv's versions ($PYENV_ROOT or ~/.pyenv) first, then PATH.
 A missing interpreter is an error, never a skip.
@@ -21,7 +23,7 @@ import nox
 
 PYTHONS = ["3.9", "3.10", "3.11", "3.12", "3.13"]
 
-nox.options.sessions = ["tests", "pypy", "packaging"]
+nox.options.sessions = ["tests", "pypy", "packaging", "pyopenssl23"]
 nox.options.error_on_missing_interpreters = True
 nox.options.default_venv_backend = "venv"
 
@@ -39,10 +41,11 @@ def _pyenv_bins() -> list[str]:
 os.environ["PATH"] = os.pathsep.join([*_pyenv_bins(), os.environ.get("PATH", "")])
 
 
-def _pytest(session: nox.Session, *args: str) -> None:
+def _pytest(session: nox.Session, *args: str, files: tuple[str, ...] = ()) -> None:
     # From a scratch directory, so the source tree's openssl_ccb (built for
     # .venv) is never the one imported: the installed package is.
     tests = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tests")
+    paths = [os.path.join(tests, name) for name in files] or [tests]
     config = os.path.join(os.path.dirname(tests), "pyproject.toml")
     with session.chdir(session.create_tmp()):
         session.run(
@@ -54,7 +57,7 @@ def _pytest(session: nox.Session, *args: str) -> None:
         )
         session.run(
             "pytest", "-c", config, "--rootdir", os.path.dirname(tests), "-p", "no:cacheprovider",
-            *args, tests, env={"OPENSSL_CCB_EXPECT_ROUTE": "bundled"},
+            *args, *paths, env={"OPENSSL_CCB_EXPECT_ROUTE": "bundled"},
         )  # fmt: skip
 
 
@@ -84,3 +87,10 @@ def packaging(session: nox.Session) -> None:
     """Build, install from the sdist into a fresh venv, check what ships: once."""
     session.install(".[test]", "build", "mypy")
     _pytest(session, "-m", "packaging", *session.posargs)
+
+
+@nox.session(python="3.11")
+def pyopenssl23(session: nox.Session) -> None:
+    """pyOpenSSL 23 (no ``Context._used``) from PyPI, with a cryptography it supports."""
+    session.install(".[test]", "pyOpenSSL==23.3.0", "cryptography>=41.0.5,<42")
+    _pytest(session, *session.posargs, files=("test_pyopenssl.py",))

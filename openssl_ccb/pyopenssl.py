@@ -9,10 +9,14 @@ Two routes, chosen by proof (``libssl_proof``), never by guess:
 * **bundled** (pip's wheels: cryptography carries its own OpenSSL): the
   ``SSL_CTX *`` must never reach our libssl. The trampoline is installed
   through cryptography's own binding as ``SSL_CTX_set_cert_cb`` and
-  reproduces ``client_cert_cb``: not called when a certificate is already
-  set, None sends none, suspension is SSL_ERROR_WANT_X509_LOOKUP. Only
-  encoded bytes cross between the two OpenSSLs. An exception stops the
-  handshake with a fatal alert (cert_cb can, client_cert_cb cannot).
+  reproduces ``client_cert_cb``: not called when a certificate that OpenSSL
+  would send is already set (its key too, and a key type the server's
+  signature algorithms allow, read from the CertificateRequest by a C
+  msg_callback), None sends none, suspension is SSL_ERROR_WANT_X509_LOOKUP,
+  re-entry from the callback is refused. Only encoded bytes cross between
+  the two OpenSSLs. An exception stops the handshake with a fatal alert
+  (cert_cb can, client_cert_cb cannot). A chain is refused: that binding has
+  no per-connection chain, and the context's store would trust it for servers.
 
 Either way pyOpenSSL raises ``WantX509LookupError`` for a suspension, and a
 callback's exception is stored on its ``Connection`` and raised by
@@ -29,11 +33,12 @@ from typing import Any, Callable
 
 from . import driving
 from ._binding import ffi, lib
-from .credential import Credential
+from .credential import Credential, load_certificate
 from .errors import Error, WantX509Lookup, drain_error_queue
 from .libssl_proof import our_version, shares_our_libssl
-from .request import CertificateRequest, _name_string
+from .request import SIGNATURE_SCHEMES, CertificateRequest, _name_string
 from .return_codes import SEND_NONE, SUSPEND, interpret
+from .selection import schemes_for
 from .trampoline import REENTERED, _refusal, install, installed
 
 SAME_LIBSSL = "same-libssl"
@@ -41,10 +46,22 @@ BUNDLED = "bundled"
 
 
 def is_context(obj: object) -> bool:
+    """Whether ``obj`` is a pyOpenSSL ``Context`` (or a subclass), by its type.
+
+    By ``type()``, never ``isinstance``, which believes ``__class__``: a mock or
+    proxy that claims to be a Context is refused before its pointer is read.
+    """
     module = sys.modules.get("OpenSSL.SSL")  # never import pyOpenSSL ourselves
-    # By the real type, never isinstance(), which believes a __class__ that a
-    # Mock or a proxy reports: its pointer would then be read as a context.
-    return module is not None and module.Context in type(obj).__mro__
+    if module is None:
+        return False
+    if module.Context in type(obj).__mro__:
+        return True
+    if isinstance(obj, module.Context):
+        raise TypeError(
+            f"expected an OpenSSL.SSL.Context, got {type(obj).__name__} (which claims "
+            "to be one: a proxy or mock has no SSL_CTX to read)"
+        )
+    return False
 
 
 @functools.cache
@@ -218,6 +235,28 @@ _STATE = "_openssl_ccb_bundled"
 _bundled: weakref.WeakSet[Any] = weakref.WeakSet()
 
 _CERT_CB = lib.openssl_ccb_foreign_cert_cb_address()
+_MSG_CB = lib.openssl_ccb_foreign_msg_cb_address()
+
+
+def _refuse_if_connected(context: Any) -> None:
+    """A Connection copied cert_cb when it was made: one set later never runs for it.
+
+    pyOpenSSL 25 and later refuse through ``_used`` (``_refuse_if_used``);
+    older ones have no such mark, so look for live Connections of the context.
+    """
+    mapping = sys.modules["OpenSSL.SSL"].Connection._reverse_mapping
+    live = sum(
+        1
+        for connection in list(mapping.values())
+        if getattr(connection, "_context", None) is context
+    )
+    if live:
+        raise Error(
+            f"this pyOpenSSL Context already has {live} live Connection(s), made before "
+            "the callback: on pyOpenSSL's bundled OpenSSL each connection copies the "
+            "callback when it is made, so theirs would never run; set the callback "
+            "before creating Connections"
+        )
 
 
 def _set_bundled(context: Any, callback: Any) -> None:
@@ -230,27 +269,32 @@ def _set_bundled(context: Any, callback: Any) -> None:
     state = context.__dict__.get(_STATE)
     if callback is None:
         their_lib.SSL_CTX_set_cert_cb(context._context, their_ffi.NULL, their_ffi.NULL)
+        their_lib.SSL_CTX_set_msg_callback(context._context, their_ffi.NULL)
         if state is not None:
             # Each SSL copied cert_cb and its argument when it was made: the
             # state stays (answering "no certificate") until the Context goes.
             state.callback = None
         return
+    if state is None or state.callback is None:
+        _refuse_if_connected(context)  # else each one has this state's cert_cb
     if state is None:
         state = context.__dict__[_STATE] = _BundledState(context, callback)
         _bundled.add(context)
     state.callback = callback
+    arg = their_ffi.cast("void *", int(ffi.cast("uintptr_t", state.handle)))
     their_lib.SSL_CTX_set_cert_cb(
-        context._context,
-        their_ffi.cast("int (*)(SSL *, void *)", _CERT_CB),
-        their_ffi.cast("void *", int(ffi.cast("uintptr_t", state.handle))),
+        context._context, their_ffi.cast("int (*)(SSL *, void *)", _CERT_CB), arg
     )
+    # The server's signature algorithms, which that binding cannot read: from
+    # the CertificateRequest itself (see _would_send).
+    msg_cb = their_ffi.typeof(their_lib.SSL_CTX_set_msg_callback).args[1]
+    their_lib.SSL_CTX_set_msg_callback_arg(context._context, arg)
+    their_lib.SSL_CTX_set_msg_callback(context._context, their_ffi.cast(msg_cb, _MSG_CB))
 
 
 class BundledCertificateRequest(CertificateRequest):
-    """A CertificateRequest read through cryptography's binding.
-
-    ``signature_algorithms`` is empty: that binding cannot read them.
-    """
+    """A CertificateRequest read through cryptography's binding; the server's
+    signature algorithms, which that binding cannot read, from the message."""
 
     __slots__ = ("_connection",)
     _connection: Any
@@ -287,7 +331,9 @@ class BundledCertificateRequest(CertificateRequest):
     @property
     def signature_algorithms(self) -> list[str]:
         self._their()
-        return []
+        connection = self._connection
+        received = None if connection is None else connection.__dict__.get(_REQUEST_KEY)
+        return (None if received is None else _offered_schemes(*received)) or []
 
     @property
     def server_name(self) -> str | None:
@@ -323,8 +369,7 @@ def _foreign_objects(credential: Credential) -> tuple[Any, Any, list[Any], tuple
         bio = their_ffi.gc(their_lib.BIO_new_mem_buf(der, len(der)), their_lib.BIO_free)
         obj = d2i(bio, their_ffi.NULL)
         if obj == their_ffi.NULL:
-            their_lib.ERR_clear_error()
-            raise Error("pyOpenSSL's OpenSSL could not parse the credential")
+            raise Error("pyOpenSSL's OpenSSL could not parse the credential", _their_errors())
         return their_ffi.gc(obj, free)
 
     x509 = parse(credential.certificate, their_lib.d2i_X509_bio, their_lib.X509_free)
@@ -354,15 +399,114 @@ def _prepare_bundled(state: _BundledState, credential: Credential) -> tuple[Any,
     return x509, key
 
 
-def _their_reasons(their_lib: Any, their_ffi: Any) -> str:
-    """The bundled OpenSSL's error queue as reasons, drained."""
-    reasons: list[str] = []
+def _their_errors() -> list[tuple[str, str, str]]:
+    """Read and empty the bundled OpenSSL's error queue, as ``Error.errors``."""
+    their_ffi, their_lib, _ = _binding()
+    errors: list[tuple[str, str, str]] = []
     while True:
         code = their_lib.ERR_get_error()
         if code == 0:
-            return "; ".join(reasons) or "no reason given"
-        text = their_lib.ERR_reason_error_string(code)
-        reasons.append(their_ffi.string(text).decode() if text != their_ffi.NULL else hex(code))
+            return errors
+        library = their_lib.ERR_lib_error_string(code)
+        reason = their_lib.ERR_reason_error_string(code)
+        library = "" if library == their_ffi.NULL else their_ffi.string(library).decode()
+        reason = hex(code) if reason == their_ffi.NULL else their_ffi.string(reason).decode()
+        errors.append((library, reason, f"{library}: {reason}" if library else reason))
+
+
+# --- the server's signature algorithms, read from its CertificateRequest ----------
+
+TLS1_2_VERSION = 0x0303
+TLS1_3_VERSION = 0x0304
+_REQUEST_KEY = "_ccb_certificate_request"  # in the Connection's __dict__: (message, version)
+
+
+def _offered_schemes(message: bytes, version: int) -> list[str] | None:
+    """The signature schemes a CertificateRequest message offers, IANA names in
+    the server's order; None where it offers none (before TLS 1.2) or cannot be read (OpenSSL then
+    refuses the message itself). Lengths are read byte by byte, not with
+    int.from_bytes, which valgrind misreports on some CPython builds."""
+    body = message[4:]  # after the type and the length
+    if version == TLS1_3_VERSION:  # context<0..2^8-1>, extensions<2..2^16-1>
+        context = _vector(body, 0, 1)
+        extensions = None if context is None else _vector(body, context[1], 2)
+        data = b"" if extensions is None else extensions[0]
+        at = 0
+        while at + 4 <= len(data):
+            size = data[at + 2] << 8 | data[at + 3]
+            if data[at] == 0 and data[at + 1] == 13:  # signature_algorithms
+                found = _vector(data[at + 4 : at + 4 + size], 0, 2)
+                return None if found is None else _scheme_names(found[0])
+            at += 4 + size
+        return None
+    if version == TLS1_2_VERSION:  # certificate_types<1..2^8-1>, then the schemes
+        types = _vector(body, 0, 1)
+        found = None if types is None else _vector(body, types[1], 2)
+        return None if found is None else _scheme_names(found[0])
+    return None
+
+
+def _vector(data: bytes, at: int, width: int) -> tuple[bytes, int] | None:
+    """The TLS vector at ``at`` (a ``width``-byte length, then the bytes) and
+    where it ends, or None when it runs past the data."""
+    if at + width > len(data):
+        return None
+    size = data[at] if width == 1 else data[at] << 8 | data[at + 1]
+    end = at + width + size
+    return None if end > len(data) else (data[at + width : end], end)
+
+
+def _scheme_names(codes: bytes) -> list[str]:
+    pairs = (codes[i] << 8 | codes[i + 1] for i in range(0, len(codes) - 1, 2))
+    return [SIGNATURE_SCHEMES.get(code, f"0x{code:04x}") for code in pairs]
+
+
+@ffi.def_extern()  # type: ignore[untyped-decorator]
+def openssl_ccb_foreign_certificate_request(
+    handle: Any, address: int, version: int, message: Any, size: int
+) -> None:
+    # Only a CertificateRequest the peer sent reaches here (the C msg_callback
+    # filters): kept on its Connection, as it came, until the next one. Read
+    # only where a certificate is already set (_would_send): parsing it costs
+    # more than everything else here (measured).
+    state: _BundledState = ffi.from_handle(handle)
+    ref = state.connections(state.their_ffi.cast(state.ssl_type, address))
+    connection = None if ref is None else ref()
+    if connection is not None:
+        connection.__dict__[_REQUEST_KEY] = (bytes(ffi.buffer(message, size)), version)
+
+
+def _would_send(state: _BundledState, ssl: Any, cert: Any, connection: Any) -> bool:
+    """Whether OpenSSL would send the certificate already set on ``ssl`` without
+    asking client_cert_cb: its key is set, and it can sign with one of the
+    server's signature algorithms (ssl3_check_client_certificate)."""
+    if connection is None:
+        return True  # nothing to tell by: the certificate is taken as set with its key
+    their_ffi, their_lib = state.their_ffi, state.their_lib
+    context = connection.get_context()._context
+    # No SSL_get_privatekey in that binding: when the certificate is the
+    # context's own (an SSL made from it now has the same one), ask the context.
+    # One set on the Connection itself is taken as set with its key.
+    probe = their_lib.SSL_new(context)
+    if probe == their_ffi.NULL:
+        raise Error("pyOpenSSL's OpenSSL could not make an SSL", _their_errors())
+    try:
+        own = their_lib.SSL_get_certificate(probe) == cert
+    finally:
+        their_lib.SSL_free(probe)
+    if own and their_lib.SSL_CTX_check_private_key(context) != 1:
+        _their_errors()  # "no private key assigned": the answer, not a failure
+        return False
+    received = connection.__dict__.get(_REQUEST_KEY)
+    offered = None if received is None else _offered_schemes(*received)
+    if not offered:
+        return True  # none offered or read: OpenSSL's defaults accept any key
+    x509 = connection.get_certificate().to_cryptography()
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    ours = load_certificate(x509.public_bytes(Encoding.DER))
+    version = their_ffi.string(their_lib.SSL_get_version(ssl)).decode()
+    return not schemes_for(lib.X509_get0_pubkey(ours), version).isdisjoint(offered)
 
 
 _new = object.__new__
@@ -377,9 +521,7 @@ def openssl_ccb_foreign_dispatch(handle: Any, address: int) -> int:
     callback = state.callback
     their_lib = state.their_lib
     ssl = state.their_ffi.cast(state.ssl_type, address)
-    # client_cert_cb runs only when no certificate is set; so does this (and a
-    # server, which has its own certificate, is never asked).
-    if callback is None or their_lib.SSL_get_certificate(ssl) != state.their_ffi.NULL:
+    if callback is None:
         return 1
     ref = state.connections(ssl)
     connection = None if ref is None else ref()
@@ -390,12 +532,17 @@ def openssl_ccb_foreign_dispatch(handle: Any, address: int) -> int:
             return 0
         store(connection, _refusal(None, REENTERED))
         return -1
-    attempt = 1 if connection is None else connection.__dict__.get("_ccb_attempts", 0) + 1
-    request = _new(BundledCertificateRequest)  # no __init__ frame
-    request._ssl = ssl
-    request.attempt = attempt
-    request._connection = connection
     try:
+        # client_cert_cb runs unless a certificate that OpenSSL would send is
+        # set; so does this (and a server, with its own certificate, is not asked).
+        cert = their_lib.SSL_get_certificate(ssl)
+        if cert != state.their_ffi.NULL and _would_send(state, ssl, cert, connection):
+            return 1
+        attempt = 1 if connection is None else connection.__dict__.get("_ccb_attempts", 0) + 1
+        request = _new(BundledCertificateRequest)  # no __init__ frame
+        request._ssl = ssl
+        request.attempt = attempt
+        request._connection = connection
         state.answering.add(address)
         try:
             result = callback(request)
@@ -419,8 +566,8 @@ def openssl_ccb_foreign_dispatch(handle: Any, address: int) -> int:
             their_lib.SSL_use_certificate(ssl, foreign[0]) != 1
             or their_lib.SSL_use_PrivateKey(ssl, foreign[1]) != 1
         ):
-            reasons = _their_reasons(their_lib, state.their_ffi)
-            raise Error(f"pyOpenSSL's OpenSSL refused the certificate or key: {reasons}")
+            # The security level, for one: OpenSSL's reason says which.
+            raise Error("pyOpenSSL's OpenSSL refused the certificate or key", _their_errors())
         return 1
     except BaseException as exc:
         if connection is None:

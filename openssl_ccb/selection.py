@@ -70,7 +70,7 @@ def schemes_for(key: Any, version: str) -> set[str]:
 def fit(request: Any, x509: Any, key: Any, chain: list[Any]) -> tuple[bool, str]:
     """Whether a certificate (and chain) fits the request, and why in words."""
     offered = request.signature_algorithms
-    if offered:  # empty only where the binding cannot read them (bundled pyOpenSSL)
+    if offered:  # empty only before TLS 1.2, where a request names none
         usable = schemes_for(key, request.version)
         scheme = next((s for s in offered if s in usable), None)
         if scheme is None:

@@ -16,7 +16,6 @@ from peers import Nginx, SServer, nginx_record, page_certificate, page_verify_co
 from worlds import WORLDS, Client, client_context, get, suspension
 
 import openssl_ccb as ccb
-from openssl_ccb import pyopenssl
 
 PEERS = ("s_server", "nginx")
 
@@ -98,8 +97,8 @@ def test_wallet_sends_what_the_peer_ca_list_names_and_the_peer_verifies_it(
 
 @pytest.mark.parametrize("world", WORLDS)
 def test_request_reports_s_server_ca_list_and_client_sigalgs(start, ca, wallet_pki, world, version):
-    """-CAfile's names in its order; -client_sigalgs as IANA names (empty on
-    pyOpenSSL's bundled route, which cannot read them)."""
+    """-CAfile's names in its order; -client_sigalgs as IANA names, in its
+    order (on pyOpenSSL's bundled route read from the CertificateRequest)."""
     ctx = client_context(world, ca, version)
     asked: list[tuple[list[str], list[str], str]] = []
 
@@ -113,8 +112,6 @@ def test_request_reports_s_server_ca_list_and_client_sigalgs(start, ca, wallet_p
     with start("s_server", cas=cas, extra=sigalgs) as peer:
         seen = record("s_server", get(world, ctx, peer.port))
     expected = ["ecdsa_secp384r1_sha384", "ecdsa_secp256r1_sha256", "rsa_pss_rsae_sha256"]
-    if world == "pyopenssl" and ccb.pyopenssl_route() == pyopenssl.BUNDLED:
-        expected = []
     assert asked == [(["CN=Initech Root CA", "CN=Acme Root CA"], expected, version)]
     assert seen == Record(fingerprint(wallet_pki["Acme"].der), True, version)
 

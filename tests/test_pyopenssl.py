@@ -11,13 +11,23 @@ import ssl
 import traceback
 import weakref
 from typing import Any
+from unittest import mock
 
 import pytest
 import trustme
+from certs import issue
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL, crypto
-from tlsutil import MemoryPair, PyOpenSSLEnd, SocketServer, pump, raw_pair_handshake, server_context
+from tlsutil import (
+    MemoryPair,
+    PyOpenSSLEnd,
+    SocketServer,
+    pump,
+    raw_pair_handshake,
+    selecting_server,
+    server_context,
+)
 
 import openssl_ccb as ccb
 from openssl_ccb import pyopenssl
@@ -95,6 +105,32 @@ def test_request_describes_the_server_request(ca, other_ca, server_cert, credent
     assert seen["peer"] == server_leaf.public_bytes(serialization.Encoding.DER)
 
 
+def test_request_names_the_servers_signature_algorithms_on_either_route(
+    ca, server_cert, credential, client_der, version
+):
+    """In the server's order, as IANA names: on the bundled route read from the
+    CertificateRequest (that binding has no SSL_get_sigalgs), and used by
+    supports() there as everywhere."""
+    configured = "rsa_pss_rsae_sha384:rsa_pkcs1_sha256:rsa_pss_rsae_sha256"
+    root = issue("sigalgs root", ca=True)
+    rsa_only = issue("rsa leaf", root, key="rsa").credential()
+    ecdsa = issue("ecdsa leaf", root).credential()
+    seen: list[Any] = []
+
+    def look(request: ccb.CertificateRequest) -> Any:
+        seen.append(request.signature_algorithms)
+        seen.append([request.supports(c) for c in (rsa_only, ecdsa)])
+        return rsa_only
+
+    ctx = client_context(ca, version)
+    ccb.set_client_cert_cb(ctx, look)
+    server = selecting_server(server_cert, trust=(root,), sigalgs=configured, version=version)
+    pair = MemoryPair(server)
+    raw_pair_handshake(PyOpenSSLEnd(ctx), pair)
+    assert seen == [configured.split(":"), [True, False]]
+    assert pair.server.getpeercert(binary_form=True) == rsa_only.certificate
+
+
 @pytest.mark.parametrize("form", ["pyopenssl", "cryptography", "pem", "credential"])
 def test_each_form_is_sent(ca, server_cert, client_cert, client_der, form):
     cert = x509.load_pem_x509_certificate(client_cert.cert_chain_pems[0].bytes())
@@ -155,6 +191,48 @@ def test_not_called_when_certificate_configured(
     raw_pair_handshake(PyOpenSSLEnd(ctx), pair)
     assert calls == []
     assert pair.peer_der() == client_der
+
+
+def _use(ctx: SSL.Context, cert: Any = None, key: Any = None) -> None:
+    """Set a certificate or key on the context, as this pyOpenSSL takes them."""
+    for value, method, legacy in (
+        (cert, ctx.use_certificate, crypto.X509.from_cryptography),
+        (key, ctx.use_privatekey, crypto.PKey.from_cryptography_key),
+    ):
+        if value is None:
+            continue
+        try:
+            method(value)  # pyOpenSSL 24.3 and later: cryptography's objects
+        except TypeError:
+            method(legacy(value))
+
+
+@pytest.mark.parametrize("held", ["certificate alone", "excluded key type", "usable pair"])
+def test_the_callback_runs_unless_the_context_holds_what_openssl_would_send(
+    ca, server_cert, version, held
+):
+    """As client_cert_cb: called unless a certificate and its key are set and
+    can sign with one of the server's signature algorithms (here RSA only,
+    for the usable pair ECDSA too). Same-libssl is OpenSSL itself."""
+    root = issue("context-held root", ca=True)
+    held_leaf = issue("held ecdsa", root)
+    answer = issue("answered rsa", root, key="rsa")
+    ctx = client_context(ca, version)
+    _use(ctx, held_leaf.cert, None if held == "certificate alone" else held_leaf.key)
+    called: list[int] = []
+    ccb.set_client_cert_cb(ctx, lambda request: called.append(1) or answer.credential())
+    schemes = "rsa_pss_rsae_sha256:rsa_pkcs1_sha256"
+    if held == "usable pair":
+        schemes += ":ecdsa_secp256r1_sha256"
+    server = selecting_server(server_cert, trust=(root,), sigalgs=schemes, version=version)
+    pair = MemoryPair(server)
+    raw_pair_handshake(PyOpenSSLEnd(ctx), pair)
+    sent = x509.load_der_x509_certificate(pair.server.getpeercert(binary_form=True))
+    if held == "usable pair":
+        assert (called, sent) == ([], held_leaf.cert)
+    else:
+        assert (called, sent) == ([1], answer.cert)
+    assert their_queue_is_empty()
 
 
 def test_none_sends_no_certificate(ca, server_cert, version):
@@ -293,7 +371,11 @@ def test_intermediate_chain_reaches_a_server_that_trusts_only_the_root(ca, serve
         with pytest.raises(ccb.Error, match="no per-connection chain"):
             raw_pair_handshake(PyOpenSSLEnd(ctx), pair)
         ctx = client_context(ca, version)
-        ctx.add_extra_chain_cert(x509.load_pem_x509_certificate(intermediate.cert_pem.bytes()))
+        middle = x509.load_pem_x509_certificate(intermediate.cert_pem.bytes())
+        try:
+            ctx.add_extra_chain_cert(middle)  # pyOpenSSL 25 and later: cryptography's
+        except TypeError:
+            ctx.add_extra_chain_cert(crypto.X509.from_cryptography(middle))
         ccb.set_client_cert_cb(ctx, lambda request: (leaf_pem, key_pem))
         pair = MemoryPair(server)
     raw_pair_handshake(PyOpenSSLEnd(ctx), pair)
@@ -330,9 +412,56 @@ def test_changing_a_used_context_is_refused_like_pyopenssl(ca, credential):
             ctx.set_cipher_list(b"DEFAULT")
         with pytest.raises(ValueError, match="cannot be mutated"):
             ccb.set_client_cert_cb(ctx, lambda request: credential)
-    else:  # older pyOpenSSL allows it; so do we
+    else:  # older pyOpenSSL allows it once that Connection is gone; so do we
+        gc.collect()
         ccb.set_client_cert_cb(ctx, lambda request: credential)
         assert ccb.get_client_cert_cb(ctx) is not None
+
+
+def test_a_callback_set_after_a_connection_reaches_it_or_is_refused(
+    ca, server_cert, credential, client_der
+):
+    """Never a callback that silently does not run: pyOpenSSL 25+ refuses any
+    change once a Connection was made; before that, the bundled route (where
+    each SSL copies cert_cb when it is made) refuses while one made earlier
+    lives, and same-libssl (client_cert_cb read from the context) reaches it."""
+    ctx = client_context(ca)
+    early = PyOpenSSLEnd(ctx)
+
+    def set_callback() -> None:
+        ccb.set_client_cert_cb(ctx, lambda request: credential)
+
+    if hasattr(ctx, "_used"):
+        with pytest.raises(ValueError, match="cannot be mutated"):
+            set_callback()
+        assert ccb.get_client_cert_cb(ctx) is None
+        return
+    if ccb.pyopenssl_route() == pyopenssl.BUNDLED:
+        with pytest.raises(ccb.Error, match=r"1 live Connection.*before creating Connections"):
+            set_callback()
+        assert ccb.get_client_cert_cb(ctx) is None
+        del early
+        gc.collect()
+        set_callback()  # none left that it would miss
+        client = PyOpenSSLEnd(ctx)
+    else:
+        set_callback()
+        client = early
+    pair = MemoryPair(server_context(ca, server_cert))
+    raw_pair_handshake(client, pair)
+    assert pair.server.getpeercert(binary_form=True) == client_der
+
+
+@pytest.mark.parametrize("kind", ["X509", "PKey"])
+def test_lookalike_pyopenssl_objects_returned_are_refused(ca, server_cert, client_cert, kind):
+    cert, key = client_cert.cert_chain_pems[0].bytes(), client_cert.private_key_pem.bytes()
+    fake = mock.Mock(spec=getattr(crypto, kind))
+    answer = (fake, key) if kind == "X509" else (cert, fake)
+    ctx = client_context(ca)
+    ccb.set_client_cert_cb(ctx, lambda request: answer)
+    with pytest.raises(TypeError, match="cannot use Mock"):
+        raw_pair_handshake(PyOpenSSLEnd(ctx), MemoryPair(server_context(ca, server_cert)))
+    assert their_queue_is_empty()
 
 
 def test_callable_lives_exactly_as_long_as_the_context(ca, credential):
@@ -451,10 +580,6 @@ def test_context_at_a_reused_address_inherits_nothing(ca, credential):
 
 def test_objects_that_only_claim_to_be_a_context_are_refused_before_any_read():
     """A Mock or a proxy reporting Context as its __class__ is no Context."""
-    from unittest import mock
-
-    from OpenSSL import SSL
-
     real = SSL.Context(SSL.TLS_CLIENT_METHOD)
 
     class Proxy:
@@ -468,10 +593,38 @@ def test_objects_that_only_claim_to_be_a_context_are_refused_before_any_read():
         def __getattr__(self, name: str) -> object:
             return getattr(self._target, name)
 
-    for impostor in (mock.Mock(spec=SSL.Context), mock.MagicMock(spec=SSL.Context), Proxy(real)):
+    pointer = mock.PropertyMock(side_effect=AssertionError("the pointer was read"))
+    spied = mock.Mock(spec=SSL.Context)
+    type(spied)._context = pointer
+    impostors = (spied, mock.MagicMock(spec=SSL.Context), Proxy(real))
+    for impostor in impostors:
         assert isinstance(impostor, SSL.Context)  # what the old check believed
-        with pytest.raises(TypeError, match="expected"):
-            ccb.set_client_cert_cb(impostor, lambda request: None)
-        with pytest.raises(TypeError, match="expected"):
-            ccb.ssl_ctx(impostor)
+        for call, args in (
+            (ccb.set_client_cert_cb, (impostor, lambda request: None)),
+            (ccb.get_client_cert_cb, (impostor,)),
+            (ccb.ssl_ctx, (impostor,)),
+        ):
+            with pytest.raises(TypeError, match="claims to be one"):
+                call(*args)
+    assert pointer.call_count == 0
     assert ccb.get_client_cert_cb(real) is None  # the real one still works
+
+    class Subclass(SSL.Context):  # a real Context's subclass still is one
+        pass
+
+    ctx = Subclass(SSL.TLS_CLIENT_METHOD)
+    ccb.set_client_cert_cb(ctx, lambda request: None)
+    assert ccb.get_client_cert_cb(ctx) is not None
+
+
+def test_a_certificate_request_that_cannot_be_read_gives_unknown_schemes():
+    """The bundled route reads the server's schemes from the message itself:
+    any truncation of it reads as unknown (None), never as an exception."""
+    tls12 = bytes([13, 0, 0, 11, 2, 1, 64, 0, 4, 8, 4, 4, 3, 0, 0])
+    tls13 = bytes([13, 0, 0, 13, 0, 0, 10, 0, 13, 0, 6, 0, 4, 8, 4, 4, 3])
+    expected = ["rsa_pss_rsae_sha256", "ecdsa_secp256r1_sha256"]  # in the server's order
+    for message, version in ((tls12, pyopenssl.TLS1_2_VERSION), (tls13, pyopenssl.TLS1_3_VERSION)):
+        assert pyopenssl._offered_schemes(message, version) == expected
+        for end in range(len(message) - 2):
+            assert pyopenssl._offered_schemes(message[:end], version) is None
+    assert pyopenssl._offered_schemes(tls12, 0x0302) is None  # TLS 1.1 names none

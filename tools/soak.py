@@ -43,6 +43,10 @@ class Boom(Exception):
     pass
 
 
+def bundled(world: str) -> bool:
+    return world == "pyopenssl" and ccb.pyopenssl_route() == "bundled"
+
+
 def rss() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -55,7 +59,11 @@ class Soak:
         root = issue("Soak Client CA", ca=True)
         inter = issue("Soak Intermediate", root, ca=True)
         self.leaf = issue("soak client", root).credential()
-        self.chained = issue("soak client via intermediate", inter).credential(inter)
+        chained = issue("soak client via intermediate", inter)
+        self.chained = chained.credential(inter)
+        # pyOpenSSL's bundled route refuses a returned chain: there the
+        # intermediate is set on the Context and the callback returns the leaf.
+        self.inter, self.chained_alone = inter, chained.credential()
         self.servers = {}
         for version in VERSIONS:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -66,12 +74,14 @@ class Soak:
             self.servers[version] = ctx
         self.contexts = {(w, v): self.context(w, v) for w in WORLDS for v in VERSIONS}
 
-    def callback(self, outcome: str) -> Any:
+    def callback(self, outcome: str, world: str) -> Any:
+        chained = self.chained_alone if bundled(world) else self.chained
+
         def choose(request: ccb.CertificateRequest) -> Any:
             if outcome == "send":
                 return self.leaf
             if outcome == "chain":
-                return self.chained
+                return chained
             if outcome == "suspend":
                 if request.attempt == 1:
                     raise ccb.WantX509Lookup()
@@ -82,22 +92,25 @@ class Soak:
 
         return choose
 
-    def context(self, world: str, version: str) -> Any:
-        return client_context(world, self.ca, version)
+    def context(self, world: str, version: str, outcome: str = "") -> Any:
+        ctx = client_context(world, self.ca, version)
+        if outcome == "chain" and bundled(world):
+            ctx.add_extra_chain_cert(self.inter.cert)
+        return ctx
 
     def handshake(self, i: int) -> None:
         world = WORLDS[i % 3]
         version = VERSIONS[(i // 3) % 2]
         outcome = OUTCOMES[(i // 6) % len(OUTCOMES)]
         fresh = i % 100 == 99
-        ctx = self.context(world, version) if fresh else self.contexts[world, version]
+        ctx = self.context(world, version, outcome) if fresh else self.contexts[world, version]
         if fresh or world != "pyopenssl":
-            ccb.set_client_cert_cb(ctx, self.callback(outcome))
+            ccb.set_client_cert_cb(ctx, self.callback(outcome, world))
         else:  # pyOpenSSL 26 refuses to change a used Context: one per outcome
             key = (world, version, outcome)
             if key not in self.contexts:
-                self.contexts[key] = self.context(world, version)
-                ccb.set_client_cert_cb(self.contexts[key], self.callback(outcome))
+                self.contexts[key] = self.context(world, version, outcome)
+                ccb.set_client_cert_cb(self.contexts[key], self.callback(outcome, world))
             ctx = self.contexts[key]
         link = Link(MemoryClient(world, ctx), MemoryServer(self.servers[version]))
         try:
