@@ -295,3 +295,40 @@ def test_interleaved_greenlets_each_get_their_certificate(tmp_path):
     expected = [True] * 8
     expected[3] = "greenlet 3"
     assert result["outcomes"] == expected
+
+
+@pytest.mark.parametrize("client", sorted(CLIENTS))
+def test_failing_handshakes_leave_no_descriptor_open(client, tmp_path):
+    """A callback that raises inside gevent's wrap_socket: after 100 such
+    handshakes, as many file descriptors are open as before (the exception's
+    traceback must not keep the socket)."""
+    result = run_gevent(
+        CLIENTS[client]
+        + """
+        import gc, os
+
+        def choose(request):
+            raise Boom("from the callback")
+
+        ccb.set_client_cert_cb(ctx, choose)
+
+        def failures(count):
+            raised = 0
+            for _ in range(count):
+                try:
+                    fetch()
+                except Exception as exc:  # urllib and requests wrap it
+                    raised += "from the callback" in repr(exc) or "Boom" in repr(exc.__context__)
+            gc.collect()
+            gevent.sleep(0.1)  # the server closes its side
+            return raised
+
+        failures(5)
+        before = len(os.listdir("/proc/self/fd"))
+        result["raised"] = failures(100)
+        result["fds"] = [before, len(os.listdir("/proc/self/fd"))]
+        """,
+        tmp_path,
+    )
+    assert result["raised"] == 100
+    assert result["fds"][1] == result["fds"][0]
