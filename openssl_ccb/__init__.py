@@ -6,15 +6,16 @@
 """
 
 from ._binding import ffi, lib
-from .callbacks import get_client_cert_cb, set_client_cert_cb, ssl_ctx
+from .api import get_client_cert_cb, set_client_cert_cb, ssl_ctx
 from .credential import Credential
-from .driving import do_handshake, read, write
 from .errors import Error, WantRead, WantWrite, WantX509Lookup
 from .foreign import ForeignCallback
-from .pyopenssl import route as pyopenssl_route
 from .request import CertificateRequest
 from .selection import Wallet
-from .stdlib import SSLWantX509Lookup
+from .worlds import pyopenssl  # ccb.pyopenssl.describe_route(), as documented
+from .worlds.pyopenssl import route as pyopenssl_route
+from .worlds.raw import do_handshake, read, write
+from .worlds.stdlib_sockets import SSLWantX509Lookup
 
 __version__ = "0.1.0"
 

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import __version__
-from .callbacks import set_client_cert_cb
+from .api import set_client_cert_cb
 from .credential import Credential
 from .errors import Error
 from .libssl_proof import our_version
@@ -190,7 +190,7 @@ def connect(args: argparse.Namespace) -> int:
 
 
 def info(args: argparse.Namespace) -> int:
-    from .stdlib import prove_same_libssl
+    from .worlds.stdlib import prove_same_libssl
 
     print(f"openssl-ccb {__version__} on {our_version()}")
     try:
@@ -203,7 +203,7 @@ def info(args: argparse.Namespace) -> int:
     except ImportError:
         print("pyOpenSSL: not installed")
     else:
-        from .pyopenssl import describe_route
+        from .worlds.pyopenssl import describe_route
 
         print(f"pyOpenSSL route: {describe_route()}")
     return 0

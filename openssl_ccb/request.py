@@ -7,9 +7,8 @@ the callback runs: the ``SSL *`` may be freed after.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
-from . import driving
 from ._binding import ffi, lib
 from .credential import _i2d_x509, name_to_string
 from .errors import Error, error_from_queue
@@ -77,6 +76,9 @@ class CertificateRequest:
     # (the driver's Call) and _parsed_cas stay unset until first needed.
     _call: Any
     _parsed_cas: list[tuple[bytes, Any]]
+    # How .connection finds its driver: the core's exception channel sets it
+    # (core.channel.call_for), so that this value module imports no core.
+    _locate: Callable[[Any], Any] = staticmethod(lambda ssl: None)
 
     def __init__(self, ssl: Any, attempt: int, call: Any = _LOOKUP) -> None:
         self._ssl = ssl
@@ -149,7 +151,7 @@ class CertificateRequest:
         try:
             call = self._call
         except AttributeError:
-            call = self._call = driving.call_for(ssl)
+            call = self._call = self._locate(ssl)
         return None if call is None else call.connection
 
     def supports(self, credential_or_cert: Any, key: Any = None, chain: Any = ()) -> bool:

@@ -18,8 +18,8 @@ from tlsutil import server_context
 from worlds import WORLDS, Client, Link, MemoryClient, MemoryServer, client_context
 
 import openssl_ccb as ccb
-from openssl_ccb import pyopenssl
-from openssl_ccb.trampoline import live_contexts
+from openssl_ccb.core.state import live_contexts
+from openssl_ccb.worlds import pyopenssl_bundled
 
 DOMAIN = "concurrency.test"
 
@@ -222,7 +222,7 @@ def test_collecting_contexts_while_other_threads_handshake(world, ca, server_cer
     makes, drops and collects contexts of its own. All state is released."""
     (cred,) = credentials(1).values()
     gc.collect()
-    kept = (live_contexts(), len(pyopenssl._bundled))
+    kept = (live_contexts(), len(pyopenssl_bundled._bundled))
     answers: list[weakref.ref[Answer]] = []
     lock = threading.Lock()
 
@@ -248,7 +248,7 @@ def test_collecting_contexts_while_other_threads_handshake(world, ca, server_cer
     assert [der for into in outcomes for der in into] == [cred.certificate] * 100
     gc.collect()
     assert [ref for ref in answers if ref() is not None] == []
-    assert (live_contexts(), len(pyopenssl._bundled)) == kept
+    assert (live_contexts(), len(pyopenssl_bundled._bundled)) == kept
 
 
 def _c_answer(credential: ccb.Credential) -> Any:

@@ -8,7 +8,8 @@ import cffi
 import pytest
 
 import openssl_ccb as ccb
-from openssl_ccb import ffi, lib, stdlib
+from openssl_ccb import ffi, lib
+from openssl_ccb.worlds import stdlib
 
 
 def test_get_returns_the_very_object_that_was_set(ca):
@@ -78,6 +79,7 @@ def test_the_wrong_pointer_is_refused(monkeypatch):
     decoy.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_TICKET
     decoy.verify_mode = ssl.CERT_NONE
     # Point the reader at another real context: settings differ, so refuse.
-    monkeypatch.setattr(stdlib, "_pointer_field", lambda context: stdlib._pointer_field_of(decoy))
+    real_reader = stdlib._pointer_field
+    monkeypatch.setattr(stdlib, "_pointer_field", lambda context: real_reader(decoy))
     with pytest.raises(ccb.Error, match="does not match its settings"):
         stdlib.ssl_ctx_of(ctx)

@@ -99,7 +99,7 @@ def test_c_pointer_is_installed_as_it_is(ca, server_cert, client_der, c_callback
 def test_pointer_set_in_c_reads_back_as_foreign_callback(ca, pointer):
     ctx = client_context(ca)
     ccb.set_client_cert_cb(ctx, lambda request: None)  # ours first, then C's
-    lib.SSL_CTX_set_client_cert_cb(ccb.stdlib.ssl_ctx_of(ctx), pointer)
+    lib.SSL_CTX_set_client_cert_cb(ccb.ssl_ctx(ctx), pointer)
     foreign = ccb.get_client_cert_cb(ctx)
     assert isinstance(foreign, ccb.ForeignCallback)
     assert foreign.pointer == pointer

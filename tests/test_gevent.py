@@ -215,7 +215,7 @@ def test_suspension_is_want_x509_lookup(tmp_path):
     the next do_handshake calls the callback again and completes."""
     result = run_gevent(
         """
-        from openssl_ccb.stdlib import SSLWantX509Lookup
+        from openssl_ccb import SSLWantX509Lookup
 
         def choose(request):
             if request.attempt == 1:

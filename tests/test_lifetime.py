@@ -22,7 +22,7 @@ from tlsutil import (
 
 import openssl_ccb as ccb
 from openssl_ccb import ffi, lib
-from openssl_ccb.trampoline import live_contexts, state_of
+from openssl_ccb.core.state import live_contexts, state_of
 
 
 class Chooser:
@@ -211,7 +211,7 @@ def test_new_context_at_a_reused_address_inherits_nothing(ca, credential, kind):
         return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 
     def address(ctx: Any) -> int:
-        pointer = ctx if kind == "raw" else ccb.stdlib.ssl_ctx_of(ctx)
+        pointer = ctx if kind == "raw" else ccb.ssl_ctx(ctx)
         return int(ffi.cast("uintptr_t", pointer))
 
     def free(ctx: Any) -> None:
@@ -233,7 +233,7 @@ def test_new_context_at_a_reused_address_inherits_nothing(ca, credential, kind):
             break
         kept.append(candidate)
     assert reused is not None, "the allocator never reused the address"
-    pointer = reused if kind == "raw" else ccb.stdlib.ssl_ctx_of(reused)
+    pointer = reused if kind == "raw" else ccb.ssl_ctx(reused)
     assert state_of(pointer) is None
     assert ccb.get_client_cert_cb(reused) is None
     for ctx in [*kept, reused]:

@@ -18,7 +18,8 @@ from peers import SServer, page_certificate, page_verify_code
 from worlds import WORLDS, Client, Link, MemoryClient, MemoryServer, client_context, suspension
 
 import openssl_ccb as ccb
-from openssl_ccb import lib, pyopenssl
+from openssl_ccb import lib
+from openssl_ccb.worlds import pyopenssl
 
 
 class Boom(Exception):

@@ -21,8 +21,9 @@ from worlds import Link, MemoryClient, MemoryServer
 from worlds import client_context as world_context
 
 import openssl_ccb as ccb
-from openssl_ccb import ffi, lib, pyopenssl
-from openssl_ccb.trampoline import live_contexts
+from openssl_ccb import ffi, lib
+from openssl_ccb.core.state import live_contexts
+from openssl_ccb.worlds import pyopenssl_bundled
 
 TESTS = Path(__file__).resolve().parent
 
@@ -211,7 +212,7 @@ def test_ten_thousand_contexts_created_and_dropped(kind, ca, server_cert, creden
     for _ in range(500):  # warm caches and allocator pools first
         ccb.set_client_cert_cb(make(), Chooser())
     gc.collect()
-    kept = (live_contexts(), len(pyopenssl._bundled))
+    kept = (live_contexts(), len(pyopenssl_bundled._bundled))
     before = _rss()
     refs = []
     for _ in range(10_000):
@@ -221,7 +222,7 @@ def test_ten_thousand_contexts_created_and_dropped(kind, ca, server_cert, creden
         del ctx, chooser
     gc.collect()
     assert sum(ref() is not None for ref in refs) == 0
-    assert (live_contexts(), len(pyopenssl._bundled)) == kept
+    assert (live_contexts(), len(pyopenssl_bundled._bundled)) == kept
     growth = _rss() - before
     assert growth < 8 * 2**20, f"memory grew by {growth} bytes"  # an SSL_CTX alone is ~1 KiB+
 

@@ -30,7 +30,7 @@ from tlsutil import (
 )
 
 import openssl_ccb as ccb
-from openssl_ccb import pyopenssl
+from openssl_ccb.worlds import pyopenssl, pyopenssl_request
 
 PYOPENSSL_VERSIONS = {"TLSv1.2": SSL.TLS1_2_VERSION, "TLSv1.3": SSL.TLS1_3_VERSION}
 
@@ -623,8 +623,11 @@ def test_a_certificate_request_that_cannot_be_read_gives_unknown_schemes():
     tls12 = bytes([13, 0, 0, 11, 2, 1, 64, 0, 4, 8, 4, 4, 3, 0, 0])
     tls13 = bytes([13, 0, 0, 13, 0, 0, 10, 0, 13, 0, 6, 0, 4, 8, 4, 4, 3])
     expected = ["rsa_pss_rsae_sha256", "ecdsa_secp256r1_sha256"]  # in the server's order
-    for message, version in ((tls12, pyopenssl.TLS1_2_VERSION), (tls13, pyopenssl.TLS1_3_VERSION)):
-        assert pyopenssl._offered_schemes(message, version) == expected
+    for message, version in (
+        (tls12, pyopenssl_request.TLS1_2_VERSION),
+        (tls13, pyopenssl_request.TLS1_3_VERSION),
+    ):
+        assert pyopenssl_request.offered_schemes(message, version) == expected
         for end in range(len(message) - 2):
-            assert pyopenssl._offered_schemes(message[:end], version) is None
-    assert pyopenssl._offered_schemes(tls12, 0x0302) is None  # TLS 1.1 names none
+            assert pyopenssl_request.offered_schemes(message[:end], version) is None
+    assert pyopenssl_request.offered_schemes(tls12, 0x0302) is None  # TLS 1.1 names none

@@ -282,10 +282,10 @@ finally:
 
 # pyOpenSSL: its OpenSSL binding now appears to live in the fake libssl.
 from OpenSSL import SSL
-from openssl_ccb import pyopenssl
+from openssl_ccb.worlds import pyopenssl
 
-theirs = pyopenssl._binding()
-pyopenssl._binding = lambda: (theirs[0], theirs[1], fake)
+theirs = pyopenssl.binding()
+pyopenssl.binding = lambda: (theirs[0], theirs[1], fake)
 pyopenssl.route.cache_clear()
 out["route"] = ccb.pyopenssl_route()
 ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)

@@ -146,7 +146,7 @@ def test_objects_that_only_claim_to_be_a_context_are_refused_before_any_read(
     ca, server_cert, credential, monkeypatch
 ):
     """isinstance() honours __class__: the check is by type, before any pointer is read."""
-    from openssl_ccb import stdlib
+    from openssl_ccb.worlds import stdlib
 
     reads: list[Any] = []
     real_reader = stdlib._pointer_field
@@ -264,8 +264,8 @@ def test_a_builtin_ssl_module_is_refused_not_searched_globally(ca, monkeypatch):
     program would search the global namespace, so the proof refuses."""
     import _ssl
 
-    from openssl_ccb import stdlib
     from openssl_ccb.libssl_proof import shares_our_libssl
+    from openssl_ccb.worlds import stdlib
 
     same, why = shares_our_libssl(None)
     assert not same
@@ -418,7 +418,7 @@ def test_derived_classes_die_with_the_users_class(ca, server_cert, credential, c
     import gc
     import weakref
 
-    from openssl_ccb import stdlib
+    from openssl_ccb.worlds import stdlib_sockets
 
     class Mine(ssl.SSLObject):
         pass
@@ -432,7 +432,7 @@ def test_derived_classes_die_with_the_users_class(ca, server_cert, credential, c
     assert isinstance(client, Mine)
     assert pair.peer_der() == client_der
     mine, derived = weakref.ref(Mine), weakref.ref(type(client))
-    assert Mine in stdlib._derived
+    assert Mine in stdlib_sockets._derived
     del Mine, client, ctx, pair
     gc.collect()
     assert mine() is None

@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import openssl_ccb as ccb
 from openssl_ccb import ffi, lib
-from openssl_ccb.stdlib import ssl_ctx_of
+from openssl_ccb.worlds.stdlib import ssl_ctx_of
 
 VERSIONS = {
     "TLSv1.2": ssl.TLSVersion.TLSv1_2,

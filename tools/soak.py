@@ -32,8 +32,9 @@ from certs import issue
 from worlds import WORLDS, Link, MemoryClient, MemoryServer, client_context, suspension
 
 import openssl_ccb as ccb
-from openssl_ccb import lib, pyopenssl
-from openssl_ccb.trampoline import live_contexts
+from openssl_ccb import lib
+from openssl_ccb.core.state import live_contexts
+from openssl_ccb.worlds import pyopenssl_bundled
 
 OUTCOMES = ("send", "chain", "none", "suspend", "raise")
 VERSIONS = ("TLSv1.2", "TLSv1.3")
@@ -160,7 +161,12 @@ def main() -> int:
         done = i + 1
         if done % args.every == 0 or done == args.handshakes:
             gc.collect()
-            sample = (done, rss(), len(gc.get_objects()), live_contexts() + len(pyopenssl._bundled))
+            sample = (
+                done,
+                rss(),
+                len(gc.get_objects()),
+                live_contexts() + len(pyopenssl_bundled._bundled),
+            )
             samples.append(sample)
             print(
                 f"{done:>10}  {sample[1] / 2**20:>8.1f}  {sample[2]:>8}  {sample[3]:>8}  "

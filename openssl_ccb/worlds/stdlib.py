@@ -10,8 +10,8 @@ An ``SSLContext``'s ``SSL_CTX *`` is handed to ``ccb.lib`` only after two proofs
    mode and protocol bounds that Python reports for the context.
 
 Connections made from the context then use subclasses of the context's
-``sslsocket_class``/``sslobject_class`` that re-raise a callback's exception,
-and turn a suspension into ``SSLWantX509Lookup``.
+``sslsocket_class``/``sslobject_class`` (``stdlib_sockets``) that re-raise a
+callback's exception, and turn a suspension into ``SSLWantX509Lookup``.
 """
 
 from __future__ import annotations
@@ -23,27 +23,15 @@ import platform
 import ssl
 import threading
 import weakref
-from typing import Any, Callable, NoReturn
+from typing import Any, NoReturn
 
-from . import driving
-from ._binding import ffi, lib
+from .._binding import ffi, lib
+from ..core import channel
+from ..core.trampoline import install, installed
+from ..errors import Error
+from ..libssl_proof import our_version, shares_our_libssl
 from ._gevent import real_owner
-from .errors import Error, WantX509Lookup, drain_error_queue
-from .libssl_proof import our_version, shares_our_libssl
-from .trampoline import ensure_state, state_of
-
-
-class SSLWantX509Lookup(WantX509Lookup, ssl.SSLError):
-    """A suspended handshake on a standard-library socket or object.
-
-    Both ``ccb.WantX509Lookup`` and ``ssl.SSLError`` with
-    ``errno == ssl.SSL_ERROR_WANT_X509_LOOKUP``.
-    """
-
-    def __init__(self, message: str = "the client-certificate callback suspended the handshake"):
-        ssl.SSLError.__init__(self, ssl.SSL_ERROR_WANT_X509_LOOKUP, message)
-        self.errors = []
-
+from .stdlib_sockets import SURFACING, CCBSSLObject, CCBSSLSocket, Driven, DrivenSocket, derive
 
 # --- proof 1: the same libssl --------------------------------------------------
 
@@ -93,13 +81,10 @@ _VERIFY_MODES = {
 _VERIFY_MASK = lib.SSL_VERIFY_PEER | lib.SSL_VERIFY_FAIL_IF_NO_PEER_CERT
 
 
-def _pointer_field_of(context: ssl.SSLContext) -> int:
+def _pointer_field(context: ssl.SSLContext) -> int:
     # CPython's PySSLContext: PyObject_HEAD, then SSL_CTX *ctx. (PyPy has no
     # object.__basicsize__; it never gets here: prove_same_libssl refuses it.)
     return ctypes.c_void_p.from_address(id(context) + object.__basicsize__).value or 0
-
-
-_pointer_field = _pointer_field_of  # the one reader of CPython's layout
 
 
 # type's own __mro__ slot: a metaclass cannot shadow it, and tp_mro's layout
@@ -238,17 +223,15 @@ def _shadow_wrappers(context: ssl.SSLContext) -> None:
             setattr(context, name, _ContextWrapper(context, name))
 
 
-def _find_call(ssl_ptr: Any) -> driving.Call | None:
-    state = state_of(lib.SSL_get_SSL_CTX(ssl_ptr))
-    if state is None or not state.stdlib:
-        return None
+def connection_of(ssl_ptr: Any) -> channel.Call:
+    """The finder of adopted contexts (``ContextState.finder``)."""
     connection = _recorded_owner(ssl_ptr)
-    if connection is None or not issubclass(type(connection), _SURFACING):
+    if connection is None or not issubclass(type(connection), SURFACING):
         return _Unreported(connection)
-    return driving.ConnectionCall(connection)
+    return channel.ConnectionCall(connection)
 
 
-class _Unreported(driving.Call):
+class _Unreported(channel.Call):
     """An SSL under an adopted context whose driver cannot be handed the
     callback's exception: a connection created before set_client_cert_cb, one
     of a class set on the context after it, or a raw SSL driven by bare
@@ -269,195 +252,19 @@ class _Unreported(driving.Call):
         ) from exc
 
 
-def _outcome(error: BaseException | None, exc: BaseException) -> BaseException | None:
-    """After a failed call: what to raise instead of ``exc``, if anything.
-
-    ``error`` is what the callback stored on the connection, popped by the
-    caller in its argument list (so a KeyboardInterrupt from a signal handler
-    run as this function is entered cannot leave it behind). Only an
-    ``SSLError`` can be the failure the callback caused; anything else (a
-    KeyboardInterrupt raised on the way out, a user subclass's own exception)
-    supersedes it, and it is dropped: it must never surface from a later,
-    unrelated failure. A suspension raises ``SSLWantX509Lookup``.
-    """
-    if not isinstance(exc, ssl.SSLError):
-        return None
-    if error is None and exc.errno == ssl.SSL_ERROR_WANT_X509_LOOKUP:
-        raise SSLWantX509Lookup() from None
-    return error
+def accepts(ctx: object) -> bool:
+    # A lookalike passes too, to be refused by ssl_ctx_of (by the real type) with why.
+    return isinstance(ctx, ssl.SSLContext)
 
 
-def _reraise(error: BaseException) -> NoReturn:
-    drain_error_queue()
-    try:
-        raise error  # outside any except block: the user's exception unchanged
-    finally:
-        del error
-
-
-# Only a plain SSLError (want X509 lookup, or a failure) can carry the
-# callback's outcome; these are passed on untouched.
-_ROUTINE = (ssl.SSLWantReadError, ssl.SSLWantWriteError)
-
-
-def _surfacing(cls: type, name: str) -> Callable[..., Any]:
-    """``cls``'s override of ``name``: the base's method, its outcome surfaced.
-
-    A call that succeeds pays one frame and a try; nothing is recorded.
-    """
-
-    def method(self: Any, *args: Any, **kwargs: Any) -> Any:  # gevent: send(..., timeout=)
-        try:
-            return getattr(super(cls, self), name)(*args, **kwargs)
-        except _ROUTINE:
-            raise
-        except BaseException as exc:
-            error = _outcome(self.__dict__.pop("_ccb_error", None), exc)
-            if error is None:
-                raise
-        _reraise(error)
-
-    method.__name__ = method.__qualname__ = name
-    return method
-
-
-class _Driven:
-    """Entry points that can run the callback, wrapped so its outcome surfaces
-    (below). ``unwrap`` is one though OpenSSL 3.0 ignores a certificate request
-    that arrives after close_notify was sent (tested): the wrapper costs a
-    frame per shutdown, and would carry the outcome if that ever changed."""
-
-    _sslobj: Any
-
-
-for _name in ("do_handshake", "read", "write", "unwrap"):
-    setattr(_Driven, _name, _surfacing(_Driven, _name))
-
-
-_creating = threading.local()
-
-
-class _DrivenSocket(_Driven):
-    def do_handshake(self, *args: Any) -> None:
-        depth = getattr(_creating, "depth", 0)
-        if not depth:
-            return super().do_handshake(*args)  # type: ignore[misc,no-any-return]
-        # Inside wrap_socket(). A handshake that the callback drives from in
-        # here (and that is refused) is not wrap_socket's: it must not close
-        # the socket that the outer handshake is still using.
-        _creating.depth = 0
-        try:
-            super().do_handshake(*args)  # type: ignore[misc]
-        except BaseException as exc:
-            # wrap_socket() closes its new socket when the handshake raises
-            # OSError or ValueError; close it for a callback's exception too,
-            # or nobody could (the caller never gets the socket).
-            if not isinstance(exc, (OSError, ValueError)):
-                self.close()  # type: ignore[attr-defined]
-            raise
-        finally:
-            _creating.depth = depth
-
-    @classmethod
-    def _create(cls, *args: Any, **kwargs: Any) -> Any:
-        _creating.depth = getattr(_creating, "depth", 0) + 1
-        try:
-            return super()._create(*args, **kwargs)  # type: ignore[misc]
-        finally:
-            _creating.depth -= 1
-
-
-_DrivenSocket.send = _surfacing(_DrivenSocket, "send")  # type: ignore[attr-defined]  # bypasses write
-
-
-class CCBSSLSocket(_DrivenSocket, ssl.SSLSocket):
-    """``ssl.SSLSocket`` whose handshakes report the callback's outcome."""
-
-
-class CCBSSLObject(ssl.SSLObject):
-    """``ssl.SSLObject`` whose handshakes report the callback's outcome.
-
-    The methods are ``ssl.SSLObject``'s own bodies (the same in CPython 3.9
-    to 3.13) inside a try, not a call to them: a memory-BIO handshake, as
-    asyncio drives it, calls these several times, and an extra frame on
-    each (with an SSLWantReadError passing through it) was measured at
-    0.5% of a handshake. A user's own subclass gets ``_Driven`` instead.
-    """
-
-    _sslobj: Any
-
-    def do_handshake(self) -> None:
-        try:
-            return self._sslobj.do_handshake()  # type: ignore[no-any-return]
-        except _ROUTINE:
-            raise
-        except BaseException as exc:
-            error = _outcome(self.__dict__.pop("_ccb_error", None), exc)
-            if error is None:
-                raise
-        _reraise(error)
-
-    def read(self, len: int = 1024, buffer: Any = None) -> Any:
-        try:
-            if buffer is not None:
-                return self._sslobj.read(len, buffer)
-            return self._sslobj.read(len)
-        except _ROUTINE:
-            raise
-        except BaseException as exc:
-            error = _outcome(self.__dict__.pop("_ccb_error", None), exc)
-            if error is None:
-                raise
-        _reraise(error)
-
-    def write(self, data: Any) -> int:
-        try:
-            return self._sslobj.write(data)  # type: ignore[no-any-return]
-        except _ROUTINE:
-            raise
-        except BaseException as exc:
-            error = _outcome(self.__dict__.pop("_ccb_error", None), exc)
-            if error is None:
-                raise
-        _reraise(error)
-
-    def unwrap(self) -> Any:
-        try:
-            return self._sslobj.shutdown()
-        except _ROUTINE:
-            raise
-        except BaseException as exc:
-            error = _outcome(self.__dict__.pop("_ccb_error", None), exc)
-            if error is None:
-                raise
-        _reraise(error)
-
-
-_SURFACING = (_Driven, CCBSSLObject)  # the classes whose calls re-raise a stored exception
-
-# base -> weakref(derived): the derived class refers to its base, so a strong
-# value would keep the key alive; the contexts that use it keep it alive.
-_derived: weakref.WeakKeyDictionary[type, weakref.ref[type]] = weakref.WeakKeyDictionary()
-
-
-def _derive(base: type, ours: type, mixin: type) -> type:
-    # Keep a user's own sslsocket_class/sslobject_class, with ours on top.
-    if issubclass(base, _SURFACING):
-        return base
-    if base in (ssl.SSLSocket, ssl.SSLObject):
-        return ours
-    ref = _derived.get(base)
-    cls = None if ref is None else ref()
-    if cls is None:
-        cls = type(f"CCB{base.__name__}", (mixin, base), {})
-        _derived[base] = weakref.ref(cls)
-    return cls
-
-
-def adopt(context: ssl.SSLContext, pointer: Any) -> None:
-    """Make the context's connections surface callback outcomes."""
-    ensure_state(pointer).stdlib = True
-    driving.add_finder(_find_call)
+def set_callback(context: ssl.SSLContext, callback: Any) -> None:
+    """Install ``callback``, and make the context's connections surface its outcome."""
+    pointer = ssl_ctx_of(context)
     _shadow_wrappers(context)
-    context.sslsocket_class = _derive(context.sslsocket_class, CCBSSLSocket, _DrivenSocket)
-    context.sslobject_class = _derive(context.sslobject_class, CCBSSLObject, _Driven)
+    context.sslsocket_class = derive(context.sslsocket_class, CCBSSLSocket, DrivenSocket)
+    context.sslobject_class = derive(context.sslobject_class, CCBSSLObject, Driven)
+    install(pointer, callback, context, connection_of)
+
+
+def get_callback(context: ssl.SSLContext) -> Any:
+    return installed(ssl_ctx_of(context))

@@ -1,0 +1,13 @@
+"""The core: what every kind of context shares.
+
+* ``state``: what is kept for one ``SSL_CTX`` and for how long (the lifetime rule).
+* ``dispatch``: the return-code table, a callable's answer translated for each
+  kind of OpenSSL callback.
+* ``trampoline``: the one static C ``client_cert_cb`` and its Python half;
+  setting and reading a callback on an ``SSL_CTX *`` of our libssl.
+* ``channel``: how a callback's exception reaches the code that drove the
+  handshake.
+
+The core imports no world (``openssl_ccb.worlds``): a world tells the core how
+to find its connections by setting ``ContextState.finder``.
+"""

@@ -1,0 +1,127 @@
+"""The trampoline: one static C ``client_cert_cb`` for every context, and its
+Python half.
+
+OpenSSL calls ``openssl_ccb_client_cert_cb`` (C, in build_ffi.py), which
+finds the context's ``ContextState`` in the context's ex_data slot and calls
+``openssl_ccb_dispatch`` (``extern "Python"``, never ``ffi.callback``) with
+it. ``install``/``installed`` set and read what a context runs.
+
+Swapping is atomic for a concurrent handshake: it sees the old or the new
+callback, never neither (a handshake that entered the trampoline just as a C
+pointer replaced the Python callable is forwarded to the pointer).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._binding import CLIENT_CERT_CB, TRAMPOLINE, ffi, lib
+from ..credential import Credential
+from ..errors import Error, error_from_queue
+from ..foreign import ForeignCallback
+from ..request import CertificateRequest
+from . import channel
+from .dispatch import CODES, SEND_NONE, answer, refusal
+from .state import Finder, ensure_state, holder_of, state_of
+
+
+def install(pointer: Any, callback: Any, owner: Any = None, finder: Finder | None = None) -> None:
+    """Set ``callback`` on an ``SSL_CTX *`` of our own libssl.
+
+    ``owner``: the Python object that owns the context (an ``ssl.SSLContext``
+    or pyOpenSSL ``Context``), which then keeps the callable; None for a bare
+    ``SSL_CTX *``. ``finder``: the world's way to find a connection object
+    (see ``channel.call_for``).
+    """
+    if callback is None:
+        state = state_of(pointer)
+        if state is not None:
+            state.forward = None
+            holder = state.holder()
+            if holder is not None:
+                holder.callback = None
+        lib.SSL_CTX_set_client_cert_cb(pointer, ffi.NULL)
+        return
+    if isinstance(callback, ffi.CData) and (
+        ffi.typeof(callback) is not CLIENT_CERT_CB or callback == ffi.NULL
+    ):
+        raise TypeError(
+            "a C callback must be a non-NULL int (*)(SSL *, X509 **, EVP_PKEY **), "
+            f"got {ffi.typeof(callback).cname}"
+        )
+    state = ensure_state(pointer)
+    if finder is not None:
+        state.finder = finder
+    if isinstance(callback, ffi.CData):
+        state.pointers[int(ffi.cast("uintptr_t", callback))] = callback
+        state.forward = callback
+        lib.SSL_CTX_set_client_cert_cb(pointer, callback)
+        holder_of(state, owner).callback = None
+        return
+    holder_of(state, owner).callback = callback
+    state.forward = None
+    lib.SSL_CTX_set_client_cert_cb(pointer, TRAMPOLINE)
+
+
+def installed(pointer: Any) -> Any:
+    """What is set on an ``SSL_CTX *`` of our own libssl (see get_client_cert_cb)."""
+    current = lib.SSL_CTX_get_client_cert_cb(pointer)
+    if current == ffi.NULL:
+        return None
+    state = state_of(pointer)
+    if current == TRAMPOLINE:
+        holder = None if state is None else state.holder()
+        if holder is None or holder.callback is None:
+            raise Error("the openssl-ccb trampoline is installed without a callback")
+        return holder.callback
+    if state is not None and state.forward is not None and state.forward == current:
+        return state.forward
+    return ForeignCallback(current)
+
+
+# Bound once: attribute lookups inside every handshake are measurable.
+_new = object.__new__
+_from_handle = ffi.from_handle
+_hand_over = lib.openssl_ccb_hand_over
+_SEND, _NONE, _SUSPEND, _FAIL = CODES["client_cert_cb"]
+
+
+@ffi.def_extern(error=_FAIL)  # type: ignore[untyped-decorator]
+def openssl_ccb_dispatch(handle: Any, ssl: Any, attempt: int) -> int:
+    # error=_FAIL: if anything escapes (only when no driver is there to take
+    # it), cffi reports it as unraisable and the handshake stays suspended
+    # rather than going on without a certificate.
+    # The success path does the least it can: the channel is looked up only
+    # when something went wrong (or the callable asks for .connection), and a
+    # Credential is handed over without a method call.
+    try:
+        if attempt < 1 or not handle:
+            raise refusal(attempt)
+        state = _from_handle(handle)
+        holder = state.holder()
+        if holder is None:
+            raise Error("the Python object of the context this callback was set on is gone")
+        callback = holder.callback
+        if callback is None:  # replaced or cleared between OpenSSL's check and now
+            forward = state.forward
+            return _NONE if forward is None else int(lib.openssl_ccb_forward(ssl, forward))
+        request = _new(CertificateRequest)  # CertificateRequest(ssl, attempt), frameless
+        request._ssl = ssl
+        request.attempt = attempt
+        try:
+            outcome = answer(callback, request)
+        finally:
+            request._ssl = None
+        if type(outcome) is not Credential:
+            return _NONE if outcome == SEND_NONE else _SUSPEND
+        # C sets the chain and takes OpenSSL's new references while the
+        # Credential is certainly alive.
+        if _hand_over(ssl, outcome._x509, outcome._key, outcome._chain_arg) != 1:
+            raise error_from_queue("could not hand the certificate over to the connection")
+        return _SEND
+    except BaseException as exc:
+        call = channel.call_for(ssl)
+        if call is None:
+            raise
+        call.fail(exc)
+        return _FAIL
