@@ -245,7 +245,7 @@ def load() -> ModuleType:
 
     @module.ffi.def_extern()  # type: ignore[untyped-decorator]
     def bench_foreign_floor(address: int) -> int:
-        their_ffi, their_lib, ssl_type, x509, key = _foreign
+        their_ffi, their_lib, ssl_type, x509, key = _foreign[:5]
         ssl = their_ffi.cast(ssl_type, address)
         answer(ssl)
         their_lib.SSL_use_certificate(ssl, x509)
@@ -278,14 +278,22 @@ def python_floor_callback() -> Any:
 _foreign: tuple[Any, ...] = ()
 
 
-def set_foreign_floor(context: Any, credential: ccb.Credential) -> None:
-    """Set the Python floor as the cert_cb of a pyOpenSSL Context on its bundled OpenSSL."""
+def set_foreign_floor(context: Any, cert_path: str, key_path: str) -> None:
+    """Set the Python floor as the cert_cb of a pyOpenSSL Context on its bundled
+    OpenSSL: pyOpenSSL's own binding and objects, none of openssl-ccb's."""
     global _foreign
-    from openssl_ccb.pyopenssl import _binding, _foreign_objects
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+    from OpenSSL import crypto
+    from OpenSSL._util import ffi as their_ffi
+    from OpenSSL._util import lib as their_lib
 
-    their_ffi, their_lib, _ = _binding()
-    x509, key, _, _ = _foreign_objects(credential)
-    _foreign = (their_ffi, their_lib, their_ffi.typeof("SSL *"), x509, key)
+    with open(cert_path, "rb") as f:
+        cert = crypto.X509.from_cryptography(x509.load_pem_x509_certificate(f.read()))
+    with open(key_path, "rb") as f:
+        key = crypto.PKey.from_cryptography_key(load_pem_private_key(f.read(), None))  # type: ignore[arg-type]
+    # The floor hands these over; the pyOpenSSL objects keep them alive.
+    _foreign = (their_ffi, their_lib, their_ffi.typeof("SSL *"), cert._x509, key._pkey, cert, key)
     their_lib.SSL_CTX_set_cert_cb(
         context._context,
         their_ffi.cast("int (*)(SSL *, void *)", load().lib.bench_foreign_floor_cb_address()),
@@ -293,6 +301,25 @@ def set_foreign_floor(context: Any, credential: ccb.Credential) -> None:
     )
 
 
-def set_credential(credential: ccb.Credential) -> None:
-    """What the C credential callback hands over (new references each call)."""
-    load().lib.bench_set_credential(address(credential._x509), address(credential._key))
+def load_pair(cert_path: str, key_path: str) -> tuple[Any, Any]:
+    """A PEM certificate and key as ``ccb.ffi`` ``X509 *``/``EVP_PKEY *``, through
+    ccb.lib (the public raw API), freed with their cdata."""
+    ffi, lib = ccb.ffi, ccb.lib
+
+    def read(path: str, reader: Any, free: Any) -> Any:
+        with open(path, "rb") as f:
+            pem = f.read()
+        bio = ffi.gc(lib.BIO_new_mem_buf(pem, len(pem)), lib.BIO_free)
+        obj = reader(bio, ffi.NULL, ffi.NULL, ffi.NULL)
+        if obj == ffi.NULL:
+            raise RuntimeError(f"cannot read {path}")
+        return ffi.gc(obj, free)
+
+    x509 = read(cert_path, lib.PEM_read_bio_X509, lib.X509_free)
+    return x509, read(key_path, lib.PEM_read_bio_PrivateKey, lib.EVP_PKEY_free)
+
+
+def set_credential(x509: Any, pkey: Any) -> None:
+    """What the C credential callback hands over (new references each call):
+    ``ccb.ffi`` ``X509 *`` and ``EVP_PKEY *`` (``load_pair``); C takes its own references."""
+    load().lib.bench_set_credential(address(x509), address(pkey))

@@ -55,7 +55,7 @@ def returning(leaf: Leaf, mode: str) -> Callable[[ccb.CertificateRequest], Any]:
 def set_c_callback(pointer: Any, leaf: Leaf, mode: str = "C callback") -> None:
     """Set the plain C callback, or the Python floor, on an ``SSL_CTX *``,
     bypassing openssl-ccb entirely."""
-    cbench.set_credential(ccb.Credential.load(leaf.cert_path, leaf.key_path))
+    cbench.set_credential(*cbench.load_pair(leaf.cert_path, leaf.key_path))  # C up-refs them
     callback = (
         cbench.python_floor_callback()
         if mode == "Python floor"
@@ -143,7 +143,7 @@ def pyopenssl_client(pki: PKI, version: str, leaf: Leaf, mode: str) -> Any:
         ctx.use_certificate(crypto.X509.from_cryptography(leaf.cert))
         ctx.use_privatekey(crypto.PKey.from_cryptography_key(leaf.key))
     elif mode == "Python floor" and ccb.pyopenssl_route() != "same-libssl":
-        cbench.set_foreign_floor(ctx, ccb.Credential.load(leaf.cert_path, leaf.key_path))
+        cbench.set_foreign_floor(ctx, leaf.cert_path, leaf.key_path)
     elif mode in ("C callback", "Python floor"):
         set_c_callback(ccb.ssl_ctx(ctx), leaf, mode)
     else:
