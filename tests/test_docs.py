@@ -30,13 +30,16 @@ from typing import Any
 
 import pytest
 import trustme
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
 
 import openssl_ccb as ccb
 from openssl_ccb import lib
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-PAGES = sorted(DOCS.glob("*.md"))
+PAGES = [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]  # every code block runs
 FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```", re.M | re.S)
 PRINTS = re.compile(r"#\s*prints:\s*(.+)$", re.M)
 
@@ -100,6 +103,21 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         leaf.cert_chain_pems[0].write_to_path(str(files / f"{name}.pem"))
         leaf.private_key_pem.write_to_path(str(files / f"{name}.key"))
 
+    # README's wallet: ~/.certs (HOME is this directory) and a PKCS#12 file.
+    (files / ".certs").mkdir()
+    for suffix in ("pem", "key"):
+        (files / ".certs" / f"work.{suffix}").write_bytes((files / f"work.{suffix}").read_bytes())
+    home = cas["home"].issue_cert("alice@home.example")
+    (files / "me.p12").write_bytes(
+        pkcs12.serialize_key_and_certificates(
+            b"me",
+            serialization.load_pem_private_key(home.private_key_pem.bytes(), None),  # type: ignore[arg-type]
+            x509.load_pem_x509_certificate(home.cert_chain_pems[0].bytes()),
+            None,
+            serialization.BestAvailableEncryption(b"pw"),
+        )
+    )
+
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_ca.issue_cert("localhost", "127.0.0.1").configure_cert(tls)
     tls.verify_mode = ssl.CERT_REQUIRED
@@ -139,13 +157,14 @@ def test_docs_exist_and_link_to_each_other():
 )
 def test_page_runs(page: Path, world: dict[str, Any], monkeypatch, capsys) -> None:
     monkeypatch.chdir(world["files"])
+    monkeypatch.setenv("HOME", str(world["files"]))
     namespace: dict[str, Any] = {"__name__": f"docs.{page.stem}", **world["names"]}
     for block in blocks(page):
         if block.language != "python":
             continue
         where = f"{block.page}:{block.line}"
         # Blank lines keep tracebacks' line numbers those of the page.
-        code = compile("\n" * block.line + block.code, str(DOCS / block.page), "exec")
+        code = compile("\n" * block.line + block.code, str(page), "exec")
         exec(code, namespace)
         printed = capsys.readouterr().out
         for promised in PRINTS.findall(block.code):
@@ -153,7 +172,7 @@ def test_page_runs(page: Path, world: dict[str, Any], monkeypatch, capsys) -> No
 
 
 def _project_text() -> str:
-    sources = [ROOT / "build_ffi.py", ROOT / "Makefile", *ROOT.glob("openssl_ccb/*.py")]
+    sources = [ROOT / "build_ffi.py", ROOT / "Makefile", *ROOT.glob("openssl_ccb/**/*.py")]
     sources += ROOT.glob("benchmarks/*.py")
     return "\n".join(path.read_text() for path in sources)
 
