@@ -12,7 +12,7 @@ from .errors import Error, WantRead, WantWrite, WantX509Lookup
 from .foreign import ForeignCallback
 from .request import CertificateRequest
 from .selection import Wallet
-from .worlds import pyopenssl  # ccb.pyopenssl.describe_route(), as documented
+from .worlds import pyopenssl as pyopenssl  # ccb.pyopenssl.describe_route(), documented
 from .worlds.pyopenssl import route as pyopenssl_route
 from .worlds.raw import do_handshake, read, write
 from .worlds.stdlib_sockets import SSLWantX509Lookup

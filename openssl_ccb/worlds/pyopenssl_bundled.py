@@ -39,6 +39,7 @@ from ..credential import Credential, load_certificate
 from ..errors import Error
 from ..selection import schemes_for
 from .pyopenssl import binding, patch_connection, refuse_if_used
+from .pyopenssl_crossing import prepare, their_errors
 from .pyopenssl_request import REQUEST_KEY, BundledCertificateRequest, offered_schemes
 
 
@@ -158,62 +159,6 @@ def get_callback(context: Any) -> Any:
     return None if state is None else state.callback
 
 
-def _foreign_objects(credential: Credential) -> tuple[Any, Any, list[Any], tuple[bytes, ...]]:
-    """The credential parsed by the bundled OpenSSL, once (cached on it)."""
-    cached = credential._foreign
-    if cached is not None:
-        return cached  # type: ignore[no-any-return]
-    their_ffi, their_lib, _ = binding()
-
-    def parse(der: bytes, d2i: Any, free: Any) -> Any:
-        bio = their_ffi.gc(their_lib.BIO_new_mem_buf(der, len(der)), their_lib.BIO_free)
-        obj = d2i(bio, their_ffi.NULL)
-        if obj == their_ffi.NULL:
-            raise Error("pyOpenSSL's OpenSSL could not parse the credential", _their_errors())
-        return their_ffi.gc(obj, free)
-
-    x509 = parse(credential.certificate, their_lib.d2i_X509_bio, their_lib.X509_free)
-    key_der = credential._private_key_der()
-    key = parse(key_der, their_lib.d2i_PrivateKey_bio, their_lib.EVP_PKEY_free)
-    chain_der = tuple(credential.chain)
-    chain = [parse(der, their_lib.d2i_X509_bio, their_lib.X509_free) for der in chain_der]
-    credential._foreign = (x509, key, chain, chain_der)
-    return credential._foreign  # type: ignore[no-any-return]
-
-
-CHAIN_REFUSED = (
-    "pyOpenSSL's bundled OpenSSL offers openssl-ccb no per-connection chain: the only "
-    "place a chain could go there is the context's certificate store, which also "
-    "verifies servers, so a chain would widen the servers this context trusts. "
-    "Send the leaf alone and set the intermediates once with "
-    "Context.add_extra_chain_cert() (sent with the leaf, never trusted), or use an "
-    "ssl.SSLContext, or pyOpenSSL built on the system OpenSSL (the same-libssl route)"
-)
-
-
-def _prepare_bundled(state: _BundledState, credential: Credential) -> tuple[Any, Any]:
-    """The credential's certificate and key in the bundled OpenSSL; a chain is refused."""
-    x509, key, chain, _ = credential._foreign or _foreign_objects(credential)
-    if chain:
-        raise Error(CHAIN_REFUSED)
-    return x509, key
-
-
-def _their_errors() -> list[tuple[str, str, str]]:
-    """Read and empty the bundled OpenSSL's error queue, as ``Error.errors``."""
-    their_ffi, their_lib, _ = binding()
-    errors: list[tuple[str, str, str]] = []
-    while True:
-        code = their_lib.ERR_get_error()
-        if code == 0:
-            return errors
-        library = their_lib.ERR_lib_error_string(code)
-        reason = their_lib.ERR_reason_error_string(code)
-        library = "" if library == their_ffi.NULL else their_ffi.string(library).decode()
-        reason = hex(code) if reason == their_ffi.NULL else their_ffi.string(reason).decode()
-        errors.append((library, reason, f"{library}: {reason}" if library else reason))
-
-
 def _would_send(state: _BundledState, ssl: Any, cert: Any, connection: Any) -> bool:
     """Whether OpenSSL would send the certificate already set on ``ssl`` without
     asking client_cert_cb: its key is set, and it can sign with one of the
@@ -227,13 +172,13 @@ def _would_send(state: _BundledState, ssl: Any, cert: Any, connection: Any) -> b
     # One set on the Connection itself is taken as set with its key.
     probe = their_lib.SSL_new(context)
     if probe == their_ffi.NULL:
-        raise Error("pyOpenSSL's OpenSSL could not make an SSL", _their_errors())
+        raise Error("pyOpenSSL's OpenSSL could not make an SSL", their_errors())
     try:
         own = their_lib.SSL_get_certificate(probe) == cert
     finally:
         their_lib.SSL_free(probe)
     if own and their_lib.SSL_CTX_check_private_key(context) != 1:
-        _their_errors()  # "no private key assigned": the answer, not a failure
+        their_errors()  # "no private key assigned": the answer, not a failure
         return False
     received = connection.__dict__.get(REQUEST_KEY)
     offered = None if received is None else offered_schemes(*received)
@@ -298,13 +243,13 @@ def openssl_ccb_foreign_dispatch(handle: Any, address: int) -> int:
             connection.__dict__[_ATTEMPTS] = 0
         foreign = outcome._foreign
         if foreign is None or foreign[2]:  # not parsed by that OpenSSL yet, or a chain
-            foreign = _prepare_bundled(state, outcome)
+            foreign = prepare(outcome)
         if (
             their_lib.SSL_use_certificate(ssl, foreign[0]) != 1
             or their_lib.SSL_use_PrivateKey(ssl, foreign[1]) != 1
         ):
             # The security level, for one: OpenSSL's reason says which.
-            raise Error("pyOpenSSL's OpenSSL refused the certificate or key", _their_errors())
+            raise Error("pyOpenSSL's OpenSSL refused the certificate or key", their_errors())
         return _SEND
     except BaseException as exc:
         if connection is None:
