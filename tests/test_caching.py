@@ -1,5 +1,5 @@
 """What a callback's returns are parsed once by, and what that cache must not do
-(DESIGN.md section 2): send stale contents, or keep the caller's key alive."""
+must not do: send stale contents, or keep the caller's key alive."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The openssl-ccb command (DESIGN.md section 6), in-process and as a subprocess,
+"""The openssl-ccb command, in-process and as a subprocess,
 against local servers."""
 
 from __future__ import annotations

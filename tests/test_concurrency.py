@@ -1,4 +1,4 @@
-"""Concurrency (issue 6, part 3): one context shared by eight threads and by 200
+"""Concurrency: one context shared by eight threads and by 200
 asyncio connections, the callback choosing by server_name; callbacks replaced
 and contexts collected while handshakes run on other threads."""
 

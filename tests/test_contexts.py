@@ -1,4 +1,4 @@
-"""Which contexts are accepted, and the refusals (DESIGN.md section 1, last bullet)."""
+"""Which contexts are accepted, and the refusals."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Fuzzing (issue 6, part 5), with hypothesis, in all three worlds.
+"""Fuzzing, with hypothesis, in all three worlds.
 
 1. Whatever the callback returns or raises, over one or more attempts: the
    process survives; the handshake sends exactly the certificate returned,

@@ -1,4 +1,4 @@
-"""gevent (issue 11 item 16): under ``monkey.patch_all()``, ssl.SSLContext is
+"""gevent: under ``monkey.patch_all()``, ssl.SSLContext is
 gevent's, whose SSLSocket hands ``_wrap_socket`` its raw socket as the owner.
 A callback's exception and a suspension must still reach the greenlet that
 drove the handshake, through plain ``ssl``, urllib and requests; and greenlets

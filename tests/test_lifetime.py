@@ -1,4 +1,4 @@
-"""The callable lives exactly as long as the context (DESIGN.md section 1)."""
+"""The callable lives exactly as long as the context (docs/lifetime.md)."""
 
 from __future__ import annotations
 

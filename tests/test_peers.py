@@ -1,4 +1,4 @@
-"""Real peers (issue 6, part 1): openssl s_server and nginx, through the standard
+"""Real peers: openssl s_server and nginx, through the standard
 library, the raw world and pyOpenSSL, with TLS 1.2 and 1.3. Each test checks
 the peer's own record of the certificate it received and verified."""
 

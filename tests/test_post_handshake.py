@@ -1,4 +1,4 @@
-"""Certificate requests after the handshake (issue 6, part 2): a TLS 1.2 server
+"""Certificate requests after the handshake: a TLS 1.2 server
 that renegotiates and then asks, and TLS 1.3 post-handshake authentication.
 The callback answers, suspends or raises, and its outcome surfaces from the
 read (or write) that processed the request."""

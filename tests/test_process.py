@@ -1,4 +1,4 @@
-"""Lifetime and process events (issue 6, part 4): interpreter shutdown with live
+"""Lifetime and process events: interpreter shutdown with live
 contexts, os.fork() in the middle of a handshake, and 10,000 contexts made
 and dropped."""
 

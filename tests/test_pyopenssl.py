@@ -1,5 +1,5 @@
-"""pyOpenSSL's Context, on whichever OpenSSL pyOpenSSL runs (DESIGN.md section 5,
-last two rows). `make test` runs this file twice: with pip's pyOpenSSL (bundled
+"""pyOpenSSL's Context, on whichever OpenSSL pyOpenSSL runs (docs/libssl.md).
+`make test` runs this file twice: with pip's pyOpenSSL (bundled
 OpenSSL) and with Debian's (the system libssl)."""
 
 from __future__ import annotations

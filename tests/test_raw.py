@@ -1,5 +1,5 @@
 """The raw world: SSL_CTX * and SSL * driven only through ccb.ffi, ccb.lib and
-ccb.do_handshake (DESIGN.md sections 4 and 5, row 1)."""
+ccb.do_handshake."""
 
 from __future__ import annotations
 

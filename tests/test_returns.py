@@ -1,4 +1,4 @@
-"""What a callback may return (DESIGN.md section 2), each through a real handshake."""
+"""What a callback may return, each through a real handshake."""
 
 from __future__ import annotations
 

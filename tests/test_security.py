@@ -1,4 +1,4 @@
-"""Security properties (issue 6), each with its test:
+"""Security properties, each with its test:
 
 - no certificate is ever sent to a server that did not ask;
 - a wallet never sends a certificate outside the server's acceptable CAs when

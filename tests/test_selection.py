@@ -1,4 +1,4 @@
-"""Choosing the right certificate (DESIGN.md sections 2 and 3): the whole
+"""Choosing the right certificate (docs/selection.md): the whole
 CertificateRequest, supports(), per-connection chains, Credential and Wallet."""
 
 from __future__ import annotations

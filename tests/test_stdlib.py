@@ -1,4 +1,5 @@
-"""The standard library's ssl.SSLContext: DESIGN.md sections 1, 2 and 5 (row 2)."""
+"""The standard library's ssl.SSLContext: contexts, answers, and
+the exceptions its sockets and objects raise."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""ssl.SSLContext hardening (issue 11): what openssl-ccb believes about memory
+"""ssl.SSLContext hardening: what openssl-ccb believes about memory
 it did not allocate, and how connections it cannot report to fail."""
 
 from __future__ import annotations
