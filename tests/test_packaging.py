@@ -212,6 +212,12 @@ def choose(request: ccb.CertificateRequest) -> ccb.Credential | None:
 ctx = ffi.gc(lib.SSL_CTX_new(lib.TLS_client_method()), lib.SSL_CTX_free)
 lib.SSL_CTX_set_min_proto_version(ctx, lib.TLS1_3_VERSION)
 ccb.set_client_cert_cb(ctx, choose)
+import ssl
+from OpenSSL import SSL
+stdlib_ctx = ssl.create_default_context()
+ccb.set_client_cert_cb(stdlib_ctx, ccb.Wallet([]))
+ccb.set_client_cert_cb(SSL.Context(SSL.TLS_CLIENT_METHOD), lambda request: None)
+ccb.set_client_cert_cb(stdlib_ctx, None)
 reveal_type(lib.SSL_CTX_set_client_cert_cb)
 reveal_type(ccb.set_client_cert_cb)
 """
@@ -226,6 +232,10 @@ name: str = lib.SSL_get_error(lib.SSL_new(lib.SSL_CTX_new(lib.TLS_method())), 0)
 
 def choose(request: ccb.CertificateRequest) -> None:
     request.server_nmae
+
+ccb.set_client_cert_cb("example.org", choose)
+ccb.set_client_cert_cb(lib.SSL_CTX_new(lib.TLS_method()), lambda request, extra: None)
+ccb.get_client_cert_cb(42)
 """
 
 
@@ -248,6 +258,9 @@ def test_a_users_type_checker_knows_lib_and_the_callback(installed, tmp_path):
         (6, 'has no attribute "SSL_CTX_nonesuch"'),
         (7, 'incompatible types in assignment (expression has type "int", variable has type'),
         (10, 'has no attribute "server_nmae"'),
+        (12, 'argument 1 to "set_client_cert_cb" has incompatible type "str"'),
+        (13, 'argument 2 to "set_client_cert_cb" has incompatible type'),
+        (14, 'argument 1 to "get_client_cert_cb" has incompatible type "int"'),
     ]:
         assert f"mistakes.py:{line}: error: " in bad.stdout, bad.stdout
         assert complaint.lower() in bad.stdout.lower(), bad.stdout
