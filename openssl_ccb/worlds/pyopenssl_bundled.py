@@ -241,9 +241,7 @@ def openssl_ccb_foreign_dispatch(handle: Any, address: int) -> int:
             return _SUSPEND if suspended else _NONE
         if attempt > 1 and connection is not None:
             connection.__dict__[_ATTEMPTS] = 0
-        foreign = outcome._foreign
-        if foreign is None or foreign[2]:  # not parsed by that OpenSSL yet, or a chain
-            foreign = prepare(outcome)
+        foreign = outcome._foreign or prepare(outcome)  # parsed there once; never a chain
         if (
             their_lib.SSL_use_certificate(ssl, foreign[0]) != 1
             or their_lib.SSL_use_PrivateKey(ssl, foreign[1]) != 1

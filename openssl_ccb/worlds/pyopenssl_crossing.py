@@ -10,11 +10,9 @@ from ..errors import Error
 from .pyopenssl import binding
 
 
-def foreign_objects(credential: Credential) -> tuple[Any, Any, list[Any], tuple[bytes, ...]]:
-    """The credential parsed by the bundled OpenSSL, once (cached on it)."""
-    cached = credential._foreign
-    if cached is not None:
-        return cached  # type: ignore[no-any-return]
+def foreign_objects(credential: Credential) -> tuple[Any, Any]:
+    """The credential's certificate and key parsed by the bundled OpenSSL (the
+    caller caches them on the credential)."""
     their_ffi, their_lib, _ = binding()
 
     def parse(der: bytes, d2i: Any, free: Any) -> Any:
@@ -26,11 +24,7 @@ def foreign_objects(credential: Credential) -> tuple[Any, Any, list[Any], tuple[
 
     x509 = parse(credential.certificate, their_lib.d2i_X509_bio, their_lib.X509_free)
     key_der = credential._private_key_der()
-    key = parse(key_der, their_lib.d2i_PrivateKey_bio, their_lib.EVP_PKEY_free)
-    chain_der = tuple(credential.chain)
-    chain = [parse(der, their_lib.d2i_X509_bio, their_lib.X509_free) for der in chain_der]
-    credential._foreign = (x509, key, chain, chain_der)
-    return credential._foreign  # type: ignore[no-any-return]
+    return x509, parse(key_der, their_lib.d2i_PrivateKey_bio, their_lib.EVP_PKEY_free)
 
 
 CHAIN_REFUSED = (
@@ -44,11 +38,12 @@ CHAIN_REFUSED = (
 
 
 def prepare(credential: Credential) -> tuple[Any, Any]:
-    """The credential's certificate and key in the bundled OpenSSL; a chain is refused."""
-    x509, key, chain, _ = credential._foreign or foreign_objects(credential)
-    if chain:
+    """The credential's certificate and key in the bundled OpenSSL, parsed once
+    (kept on the credential); a chain is refused before anything is parsed."""
+    if credential._chain:
         raise Error(CHAIN_REFUSED)
-    return x509, key
+    credential._foreign = foreign_objects(credential)
+    return credential._foreign  # type: ignore[no-any-return]
 
 
 def their_errors() -> list[tuple[str, str, str]]:
