@@ -28,7 +28,7 @@ from cryptography.x509.name import _ASN1Type
 from cryptography.x509.oid import NameOID, ObjectIdentifier
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tlsutil import server_context
+from tlsutil import server_context, their_queue_is_empty
 from worlds import WORLDS, Link, MemoryClient, MemoryServer, client_context, suspension
 
 import openssl_ccb as ccb
@@ -40,14 +40,6 @@ FUZZ = settings(
     database=None,  # nothing written into the work tree
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-
-
-def their_queue_is_empty(world: str) -> bool:
-    if world != "pyopenssl":
-        return True
-    from OpenSSL._util import lib as their_lib
-
-    return bool(their_lib.ERR_peek_error() == 0)
 
 
 # --- 1. arbitrary returns and exceptions --------------------------------------------------

@@ -14,7 +14,7 @@ from tlsutil import (
     MemoryPair,
     RawEnd,
     client_context,
-    pump,
+    finish,
     raw_client_ctx,
     raw_pair_handshake,
     server_context,
@@ -131,20 +131,6 @@ def _suspended_client(pair: MemoryPair, ctx: ssl.SSLContext) -> ssl.SSLObject:
     raise AssertionError("the callback never suspended")
 
 
-def _finish(pair: MemoryPair, client: ssl.SSLObject) -> None:
-    def step() -> bool:
-        try:
-            client.do_handshake()
-        except ssl.SSLWantReadError:
-            return False
-        return True
-
-    pump(step, pair.server_step, pair.move)
-    client.write(b"x")
-    pair.move()
-    assert pair.server.read(1) == b"x"
-
-
 def test_replacing_while_a_connection_is_suspended(ca, server_cert, credential, client_der):
     ctx = client_context(ca)
     ccb.set_client_cert_cb(ctx, Chooser(ccb.WantX509Lookup()))
@@ -154,11 +140,11 @@ def test_replacing_while_a_connection_is_suspended(ca, server_cert, credential, 
     clients = [_suspended_client(p, ctx) for p in pairs]
     replacement = Chooser(credential)
     ccb.set_client_cert_cb(ctx, replacement)
-    _finish(pairs[0], clients[0])
+    finish(pairs[0], clients[0])
     assert pairs[0].peer_der() == client_der
     assert replacement.calls == [2]  # the second attempt of that connection
     ccb.set_client_cert_cb(ctx, None)
-    _finish(pairs[1], clients[1])  # cleared: OpenSSL sends no certificate
+    finish(pairs[1], clients[1])  # cleared: OpenSSL sends no certificate
     assert pairs[1].peer_der() is None
     gc.collect()
 

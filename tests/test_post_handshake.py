@@ -9,38 +9,17 @@ import select
 import socket
 import ssl
 import threading
-import traceback
 from pathlib import Path
 from typing import Any
 
 import pytest
 from peers import SServer, page_certificate, page_verify_code
+from tlsutil import Boom, assert_from_explode, explode, their_queue_is_empty
 from worlds import WORLDS, Client, Link, MemoryClient, MemoryServer, client_context, suspension
 
 import openssl_ccb as ccb
 from openssl_ccb import lib
 from openssl_ccb.worlds import pyopenssl
-
-
-class Boom(Exception):
-    pass
-
-
-def _explode(request: ccb.CertificateRequest) -> Any:
-    raise Boom("no certificate today")
-
-
-def _assert_boom(info: pytest.ExceptionInfo[Boom]) -> None:
-    assert "_explode" in [f.name for f in traceback.extract_tb(info.value.__traceback__)]
-
-
-def their_queue_is_empty(world: str) -> bool:
-    """pyOpenSSL's own error queue (a different one on the bundled route)."""
-    if world != "pyopenssl":
-        return True
-    from OpenSSL._util import lib as their_lib
-
-    return bool(their_lib.ERR_peek_error() == 0)
 
 
 def assert_server_got_no_certificate(link: Link, world: str) -> None:
@@ -200,12 +179,12 @@ def test_renegotiation_exception_surfaces_from_the_call_that_processed_it(
     world, call, ca, server_cert
 ):
     """A write during a renegotiation drives the handshake too: it raises."""
-    link = renegotiation_link(world, ca, server_cert, _explode)
+    link = renegotiation_link(world, ca, server_cert, explode)
     renegotiate_asking(link)
     method = link.client.read if call == "read" else lambda: link.client.write(b"late")
     with pytest.raises(Boom) as info:
         method()
-    _assert_boom(info)
+    assert_from_explode(info.value)
     assert_server_got_no_certificate(link, world)
     assert their_queue_is_empty(world)
 
@@ -338,11 +317,11 @@ def test_post_handshake_suspension_surfaces_from_read_and_resumes(
 
 @pytest.mark.parametrize("world", WORLDS)
 def test_post_handshake_exception_surfaces_from_read(world, ca, server_cert):
-    link = pha_link(world, ca, server_cert, _explode)
+    link = pha_link(world, ca, server_cert, explode)
     ask_after_handshake(link)
     with pytest.raises(Boom) as info:
         link.client.read()
-    _assert_boom(info)
+    assert_from_explode(info.value)
     assert_server_got_no_certificate(link, world)
     assert their_queue_is_empty(world)
 
@@ -351,7 +330,7 @@ def test_post_handshake_exception_surfaces_from_a_socket_recv(ca, server_cert):
     """The same through SSLSocket.recv, on a connected socket pair."""
     ctx = client_context("stdlib", ca, "TLSv1.3")
     ctx.post_handshake_auth = True
-    ccb.set_client_cert_cb(ctx, _explode)
+    ccb.set_client_cert_cb(ctx, explode)
     a, b = socket.socketpair()
     a.settimeout(10)
     b.settimeout(10)
@@ -368,5 +347,5 @@ def test_post_handshake_exception_surfaces_from_a_socket_recv(ca, server_cert):
         server.sendall(b"now show me")
         with pytest.raises(Boom) as info:
             client.recv(64)
-        _assert_boom(info)
+        assert_from_explode(info.value)
         assert server.getpeercert(binary_form=True) is None

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tlsutil import MemoryPair, client_context, pump, server_context
+from tlsutil import MemoryPair, client_context, finish, server_context
 from worlds import Link, MemoryClient, MemoryServer
 from worlds import client_context as world_context
 
@@ -128,21 +128,6 @@ def _suspended(pair: MemoryPair, client: ssl.SSLObject) -> None:
     raise AssertionError("the callback never suspended")
 
 
-def _finish(pair: MemoryPair, client: ssl.SSLObject) -> bytes | None:
-    def step() -> bool:
-        try:
-            client.do_handshake()
-        except ssl.SSLWantReadError:
-            return False
-        return True
-
-    pump(step, pair.server_step, pair.move)
-    client.write(b"x")
-    pair.move()
-    assert pair.server.read(1) == b"x"
-    return pair.peer_der()
-
-
 def test_fork_in_the_middle_of_a_handshake(ca, server_cert, credential, client_der):
     """Parent and child each finish their copy of a suspended handshake and
     make a new one on the shared context; the callback answers by process."""
@@ -165,7 +150,7 @@ def test_fork_in_the_middle_of_a_handshake(ca, server_cert, credential, client_d
 
     def both() -> list[str]:
         again = MemoryPair(server_context(ca, server_cert))
-        ders = [_finish(pair, first), _finish(again, again.stdlib_client(ctx))]
+        ders = [finish(pair, first), finish(again, again.stdlib_client(ctx))]
         return [der.hex() if der else "" for der in ders]
 
     read_end, write_end = os.pipe()

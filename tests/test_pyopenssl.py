@@ -8,51 +8,38 @@ import gc
 import os
 import socket
 import ssl
-import traceback
 import weakref
 from typing import Any
 from unittest import mock
 
 import pytest
 import trustme
+import worlds
 from certs import issue
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL, crypto
 from tlsutil import (
+    Boom,
     MemoryPair,
     PyOpenSSLEnd,
     SocketServer,
+    assert_from_explode,
+    explode,
     pump,
     raw_pair_handshake,
     selecting_server,
     server_context,
+    their_queue_is_empty,
 )
 
 import openssl_ccb as ccb
 from openssl_ccb.worlds import pyopenssl, pyopenssl_request
 
-PYOPENSSL_VERSIONS = {"TLSv1.2": SSL.TLS1_2_VERSION, "TLSv1.3": SSL.TLS1_3_VERSION}
-
 
 def client_context(ca: trustme.CA, version: str | None = None) -> SSL.Context:
-    ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
-    ctx.set_verify(SSL.VERIFY_PEER, lambda conn, cert, errno, depth, ok: bool(ok))
-    store = ctx.get_cert_store()
-    assert store is not None
-    store.add_cert(
-        crypto.X509.from_cryptography(x509.load_pem_x509_certificate(ca.cert_pem.bytes()))
-    )
-    if version:
-        ctx.set_min_proto_version(PYOPENSSL_VERSIONS[version])
-        ctx.set_max_proto_version(PYOPENSSL_VERSIONS[version])
+    ctx: SSL.Context = worlds.client_context("pyopenssl", ca, version)
     return ctx
-
-
-def their_queue_is_empty() -> bool:
-    from OpenSSL._util import lib as their_lib
-
-    return bool(their_lib.ERR_peek_error() == 0)
 
 
 def test_route_is_proven_not_guessed():
@@ -283,23 +270,15 @@ def _want() -> Any:
     raise ccb.WantX509Lookup()
 
 
-class Boom(Exception):
-    pass
-
-
-def _explode(request: ccb.CertificateRequest) -> Any:
-    raise Boom("from the callback")
-
-
 def test_exception_reaches_do_handshake_and_the_handshake_stops(ca, server_cert, version):
     ctx = client_context(ca, version)
-    ccb.set_client_cert_cb(ctx, _explode)
+    ccb.set_client_cert_cb(ctx, explode)
     # An optional server would accept no certificate: the failure is the client's.
     pair = MemoryPair(server_context(ca, server_cert, version=version, verify=ssl.CERT_OPTIONAL))
     client = PyOpenSSLEnd(ctx)
     with pytest.raises(Boom) as info:
         raw_pair_handshake(client, pair)
-    assert "_explode" in [f.name for f in traceback.extract_tb(info.value.__traceback__)]
+    assert_from_explode(info.value)
     with pytest.raises(ValueError, match="handshake not done"):
         pair.server.getpeercert(binary_form=True)
     assert their_queue_is_empty()
@@ -307,7 +286,7 @@ def test_exception_reaches_do_handshake_and_the_handshake_stops(ca, server_cert,
 
 def test_exception_reaches_sendall_on_a_socket(ca, server_cert):
     ctx = client_context(ca)
-    ccb.set_client_cert_cb(ctx, _explode)
+    ccb.set_client_cert_cb(ctx, explode)
     with SocketServer(server_context(ca, server_cert)) as server:
         sock = socket.create_connection(("127.0.0.1", server.port))
         conn = SSL.Connection(ctx, sock)

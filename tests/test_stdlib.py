@@ -10,7 +10,16 @@ import traceback
 from typing import Any
 
 import pytest
-from tlsutil import MemoryPair, SocketServer, client_context, pump, server_context
+from tlsutil import (
+    Boom,
+    MemoryPair,
+    SocketServer,
+    assert_from_explode,
+    client_context,
+    explode,
+    pump,
+    server_context,
+)
 
 import openssl_ccb as ccb
 
@@ -143,45 +152,31 @@ def test_negative_int_suspends_like_want_x509_lookup(
     assert pair.peer_der() == client_der
 
 
-class Boom(Exception):
-    pass
-
-
-def _raise_boom(request: ccb.CertificateRequest) -> Any:
-    raise Boom("chosen badly")
-
-
-def _assert_boom(info: pytest.ExceptionInfo[Boom]) -> None:
-    frames = [frame.name for frame in traceback.extract_tb(info.value.__traceback__)]
-    assert "_raise_boom" in frames, frames
-    assert str(info.value) == "chosen badly"
-
-
 def test_callback_exception_reaches_do_handshake_with_traceback(ca, server_cert, version):
     pair = MemoryPair(server_context(ca, server_cert, version=version))
     ctx = client_context(ca)
-    ccb.set_client_cert_cb(ctx, _raise_boom)
+    ccb.set_client_cert_cb(ctx, explode)
     with pytest.raises(Boom) as info:
         pair.handshake(pair.stdlib_client(ctx))
-    _assert_boom(info)
+    assert_from_explode(info.value)
     assert info.value.__context__ is None  # the user's exception, untouched
 
 
 def test_callback_exception_reaches_connect_and_wrap_socket(ca, server_cert, version):
     with SocketServer(server_context(ca, server_cert, version=version)) as server:
         ctx = client_context(ca)
-        ccb.set_client_cert_cb(ctx, _raise_boom)
+        ccb.set_client_cert_cb(ctx, explode)
         # connect(): handshake on connect
         with ctx.wrap_socket(socket.socket(), server_hostname="localhost") as tls:
             tls.settimeout(10)
             with pytest.raises(Boom) as info:
                 tls.connect(("127.0.0.1", server.port))
-            _assert_boom(info)
+            assert_from_explode(info.value)
         # wrap_socket() of a connected socket
         raw = socket.create_connection(("127.0.0.1", server.port), timeout=10)
         with raw, pytest.raises(Boom) as info:
             ctx.wrap_socket(raw, server_hostname="localhost")
-        _assert_boom(info)
+        assert_from_explode(info.value)
     # Like wrap_socket's own failures, the new socket is closed: the server
     # saw each connection end, rather than time out waiting for it.
     assert len(server.errors) == 2
@@ -243,7 +238,7 @@ def test_socket_handshake_sends_certificate(ca, server_cert, credential, client_
 def test_asyncio_open_connection_fails_with_callback_exception(ca, server_cert):
     with SocketServer(server_context(ca, server_cert)) as server:
         ctx = client_context(ca)
-        ccb.set_client_cert_cb(ctx, _raise_boom)
+        ccb.set_client_cert_cb(ctx, explode)
 
         async def main() -> None:
             await asyncio.open_connection(
@@ -252,7 +247,7 @@ def test_asyncio_open_connection_fails_with_callback_exception(ca, server_cert):
 
         with pytest.raises(Boom) as info:
             asyncio.run(main())
-        _assert_boom(info)
+        assert_from_explode(info.value)
 
 
 def test_asyncio_open_connection_sends_chosen_certificate(ca, server_cert, credential, client_der):
@@ -323,7 +318,7 @@ def test_user_sslsocket_class_is_kept(ca, server_cert, credential):
     pair = MemoryPair(server_context(ca, server_cert))
     ctx = client_context(ca)
     ctx.sslobject_class = Mine
-    ccb.set_client_cert_cb(ctx, _raise_boom)
+    ccb.set_client_cert_cb(ctx, explode)
     client = pair.stdlib_client(ctx)
     assert isinstance(client, Mine)
     with pytest.raises(Boom):
@@ -343,7 +338,7 @@ def test_class_set_after_the_callback_fails_the_handshake_and_reports_why(
     monkeypatch.setattr(sys, "unraisablehook", reported.append)
     pair = MemoryPair(server_context(ca, server_cert))
     ctx = client_context(ca)
-    ccb.set_client_cert_cb(ctx, _raise_boom)
+    ccb.set_client_cert_cb(ctx, explode)
     ctx.sslobject_class = ssl.SSLObject  # replaces openssl-ccb's own class
     client = pair.stdlib_client(ctx)
     with pytest.raises(ssl.SSLError) as raised:
@@ -354,7 +349,7 @@ def test_class_set_after_the_callback_fails_the_handshake_and_reports_why(
     assert "cannot report to" in str(reported[0].exc_value)
     boom = reported[0].exc_value.__cause__
     assert isinstance(boom, Boom)
-    assert "_raise_boom" in [f.name for f in traceback.extract_tb(boom.__traceback__)]
+    assert "explode" in [f.name for f in traceback.extract_tb(boom.__traceback__)]
     assert "_ccb_error" not in client.__dict__
 
 

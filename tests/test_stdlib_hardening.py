@@ -12,18 +12,19 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from tlsutil import MemoryPair, RawEnd, SocketServer, client_context, pump, server_context
+from tlsutil import (
+    Boom,
+    MemoryPair,
+    RawEnd,
+    SocketServer,
+    client_context,
+    explode,
+    pump,
+    server_context,
+)
 
 import openssl_ccb as ccb
 from openssl_ccb import ffi, lib
-
-
-class Boom(Exception):
-    pass
-
-
-def _raise_boom(request: ccb.CertificateRequest) -> Any:
-    raise Boom("chosen badly")
 
 
 @pytest.fixture
@@ -44,7 +45,7 @@ def unreadable_page() -> Iterator[int]:
 def _raw_on_stdlib_context(ca: Any, server_cert: Any, app_data: int) -> tuple[RawEnd, MemoryPair]:
     pair = MemoryPair(server_context(ca, server_cert))
     ctx = client_context(ca)
-    ccb.set_client_cert_cb(ctx, _raise_boom)
+    ccb.set_client_cert_cb(ctx, explode)
     raw = RawEnd(ccb.ssl_ctx(ctx), hostname="localhost")
     raw.ctx = ctx  # type: ignore[attr-defined]  # keeps the context alive
     assert lib.SSL_set_ex_data(raw.ssl, 0, ffi.cast("void *", app_data)) == 1
@@ -190,7 +191,7 @@ def test_sslobject_made_before_the_callback_fails_clearly(ca, server_cert, monke
     pair = MemoryPair(server_context(ca, server_cert))
     ctx = client_context(ca)
     client = pair.stdlib_client(ctx)
-    ccb.set_client_cert_cb(ctx, _raise_boom)
+    ccb.set_client_cert_cb(ctx, explode)
     for _ in range(2):  # and again: never goes on without a certificate
         with pytest.raises(ssl.SSLError) as info:
             pair.handshake(client)
@@ -231,7 +232,7 @@ def test_socket_made_before_the_callback_fails_clearly(ca, server_cert, monkeypa
     with SocketServer(server_context(ca, server_cert)) as server:
         ctx = client_context(ca)
         with _wrapped_before(ctx, server.port) as tls:
-            ccb.set_client_cert_cb(ctx, _raise_boom)
+            ccb.set_client_cert_cb(ctx, explode)
             with pytest.raises(ssl.SSLError) as info:
                 tls.do_handshake()
             assert info.value.reason == "CALLBACK_FAILED"
@@ -387,9 +388,7 @@ def test_callback_cannot_run_inside_unwrap_under_post_handshake_auth(ca, server_
     ctx = client_context(ca)
     ctx.post_handshake_auth = True
     calls: list[int] = []
-    ccb.set_client_cert_cb(
-        ctx, lambda request: calls.append(request.attempt) or _raise_boom(request)
-    )
+    ccb.set_client_cert_cb(ctx, lambda request: calls.append(request.attempt) or explode(request))
     pair = MemoryPair(server_ctx)
     client = pair.stdlib_client(ctx)
     pair.handshake(client)

@@ -6,6 +6,7 @@ import contextlib
 import socket
 import ssl
 import threading
+import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -297,3 +298,49 @@ class SocketServer:
                         tls.recv(1)
                 except (OSError, ssl.SSLError) as exc:
                     self.errors.append(exc)
+
+
+# --- one copy of what many tests need ------------------------------------------
+
+
+class Boom(Exception):
+    """What a test's callback raises; nothing else raises it."""
+
+
+def explode(request: Any) -> Any:
+    """A callback that raises ``Boom("chosen badly")``."""
+    raise Boom("chosen badly")
+
+
+def assert_from_explode(exc: BaseException) -> None:
+    """``exc`` is explode()'s own exception, its traceback reaching into the callback."""
+    frames = [frame.name for frame in traceback.extract_tb(exc.__traceback__)]
+    assert "explode" in frames, frames
+    assert (type(exc), str(exc)) == (Boom, "chosen badly")
+
+
+def their_queue_is_empty(world: str = "pyopenssl") -> bool:
+    """pyOpenSSL's own error queue (another OpenSSL's on the bundled route) is empty."""
+    if world != "pyopenssl":
+        return True
+    from OpenSSL._util import lib as their_lib
+
+    return bool(their_lib.ERR_peek_error() == 0)
+
+
+def finish(pair: MemoryPair, client: Any) -> bytes | None:
+    """Finish ``client``'s (an ssl.SSLObject's) handshake over ``pair``, prove
+    the connection carries data, and give the certificate the server received."""
+
+    def step() -> bool:
+        try:
+            client.do_handshake()
+        except ssl.SSLWantReadError:
+            return False
+        return True
+
+    pump(step, pair.server_step, pair.move)
+    client.write(b"x")
+    pair.move()
+    assert pair.server.read(1) == b"x"
+    return pair.peer_der()
