@@ -22,6 +22,7 @@ from tlsutil import (
 )
 
 import openssl_ccb as ccb
+from openssl_ccb.worlds.stdlib_sockets import CCBSSLObject
 
 
 def test_certificate_returned_is_the_one_the_server_receives(
@@ -363,3 +364,38 @@ def test_sslcontext_subclass_is_accepted(ca, server_cert, credential, client_der
     pair = MemoryPair(server_context(ca, server_cert))
     pair.handshake(pair.stdlib_client(ctx))
     assert pair.peer_der() == client_der
+
+
+def test_sslobject_failures_the_callback_did_not_cause_pass_through_unchanged(
+    ca, other_ca, server_cert, credential, version
+):
+    """Every entry point of the SSLObject fast path (CCBSSLObject) passes on
+    OpenSSL's own failures as they were: nothing stashed, nothing replaced."""
+    untrusting = client_context(other_ca)  # cannot verify the server
+    ccb.set_client_cert_cb(untrusting, lambda request: credential)
+    pair = MemoryPair(server_context(ca, server_cert, version=version))
+    client = pair.stdlib_client(untrusting)
+    assert type(client) is CCBSSLObject
+    with pytest.raises(ssl.SSLCertVerificationError):
+        pair.handshake(client)
+
+    ctx = client_context(ca)
+    ccb.set_client_cert_cb(ctx, lambda request: credential)
+    pair = MemoryPair(server_context(ca, server_cert, version=version))
+    client = pair.stdlib_client(ctx)
+    pair.handshake(client)
+    pair.server.write(b"hello")
+    pair.move()
+    buffer = bytearray(5)
+    assert (client.read(5, buffer), buffer) == (5, bytearray(b"hello"))
+    pair.client_in.write(b"\x17\x03\x03\x00\x20" + bytes(32))  # a record that fails its MAC
+    failures = []
+    for call in (lambda: client.read(5), lambda: client.write(b"x"), client.unwrap):
+        with pytest.raises(ssl.SSLError) as info:
+            call()
+        failures.append((type(info.value), info.value.reason))
+    assert failures == [
+        (ssl.SSLError, "DECRYPTION_FAILED_OR_BAD_RECORD_MAC"),
+        (ssl.SSLEOFError, None),
+        (ssl.SSLError, "SHUTDOWN_WHILE_IN_INIT"),
+    ]
