@@ -302,3 +302,20 @@ def test_callback_driving_another_handshake_answers_each_its_own(ca, server_cert
     raw_pair_handshake(RawEnd(outer_ctx, hostname="localhost"), pair)
     assert inner_seen == [inner_credential.certificate]
     assert pair.peer_der() == outer_credential.certificate
+
+
+def test_ccb_read_gives_empty_bytes_on_a_clean_close(ca, server_cert, credential, client_der):
+    """As ssl.SSLSocket.recv: the peer's close_notify reads as b"", not an error."""
+    pair = MemoryPair(server_context(ca, server_cert))
+    ctx = raw_client_ctx(ca)
+    ccb.set_client_cert_cb(ctx, lambda request: credential)
+    client = RawEnd(ctx)
+    raw_pair_handshake(client, pair)
+    pair.server.write(b"bye")
+    with pytest.raises(ssl.SSLWantReadError):
+        pair.server.unwrap()  # sends close_notify, then waits for the client's
+    client.incoming(pair.server_out.read())
+    assert ccb.read(client.ssl, 5) == b"bye"
+    assert ccb.read(client.ssl, 5) == b""
+    assert lib.ERR_peek_error() == 0
+    assert pair.peer_der() == client_der

@@ -91,9 +91,9 @@ class Ops:
         except ccb.WantX509Lookup:
             raise
         except ccb.Error as exc:
-            if any(end in str(exc) for end in ("ZERO_RETURN", "SYSCALL", "unexpected eof")):
+            if any(end in str(exc) for end in ("SYSCALL", "unexpected eof")):
                 lib.ERR_clear_error()
-                return b""  # the end of the stream, with or without close_notify
+                return b""  # the end of the stream without close_notify
             raise
 
     def write(self, data: bytes) -> bool:

@@ -86,7 +86,8 @@ def read(ssl: Any, size: int) -> bytes:
 
     A certificate request that arrives after the handshake (TLS 1.3
     post-handshake authentication, TLS 1.2 renegotiation) runs the callback
-    inside this call, so its outcome surfaces here.
+    inside this call, so its outcome surfaces here. The peer's close_notify
+    gives ``b""``, as ``ssl.SSLSocket.recv`` does; an end without one raises.
     """
     _check_ssl(ssl)
     buf = ffi.new("char[]", size)
@@ -96,6 +97,8 @@ def read(ssl: Any, size: int) -> bytes:
     finally:
         channel.pop(call)
     if ret <= 0:
+        if call.error is None and lib.SSL_get_error(ssl, ret) == lib.SSL_ERROR_ZERO_RETURN:
+            return b""  # a clean close: nothing queued (SSL_get_error only reads it)
         raise_for(ssl, ret, call, "SSL_read")
     return bytes(ffi.buffer(buf, ret))
 
