@@ -344,7 +344,11 @@ def wallet_of(tmp_path: Path, *issued: Issued) -> str:
     return str(wallet)
 
 
-def run_cli(*argv: str) -> subprocess.CompletedProcess[str]:
+def connect_as_a_user(
+    server: SServer, cafile: str, wallet: str
+) -> subprocess.CompletedProcess[str]:
+    """``openssl-ccb connect`` in its own process, as a user runs it."""
+    argv = ["connect", f"localhost:{server.port}", "--cafile", cafile, "--wallet", wallet]
     return subprocess.run(
         [sys.executable, "-m", "openssl_ccb", *argv], capture_output=True, text=True, timeout=60
     )
@@ -355,14 +359,7 @@ def test_connect_tls13_fails_when_the_server_refuses_the_certificate(
 ):
     # -no_ca_names: the server names no CA, so the wallet sends B's leaf, which it distrusts.
     with s_server(s_server_files, "-tls1_3", "-no_ca_names") as server:
-        result = run_cli(
-            "connect",
-            f"localhost:{server.port}",
-            "--cafile",
-            cafile,
-            "--wallet",
-            wallet_of(tmp_path, pki["leaf_b"]),
-        )
+        result = connect_as_a_user(server, cafile, wallet_of(tmp_path, pki["leaf_b"]))
     assert result.returncode == 1, result
     assert "(TLSv1.3)" in result.stdout
     assert "sent: CN=cli leaf of B" in result.stdout
@@ -375,14 +372,7 @@ def test_connect_tls13_fails_when_the_server_wanted_a_certificate(
     s_server_files, pki, cafile, tmp_path
 ):
     with s_server(s_server_files) as server:
-        result = run_cli(
-            "connect",
-            f"localhost:{server.port}",
-            "--cafile",
-            cafile,
-            "--wallet",
-            wallet_of(tmp_path, pki["leaf_b"]),
-        )
+        result = connect_as_a_user(server, cafile, wallet_of(tmp_path, pki["leaf_b"]))
     assert result.returncode == 1, result
     assert "sent no certificate: nothing in the wallet fits" in result.stdout
     assert result.stderr == (
@@ -394,13 +384,8 @@ def test_connect_tls13_fails_when_the_server_wanted_a_certificate(
 @pytest.mark.parametrize("version", ["-tls1_3", "-tls1_2"])
 def test_connect_succeeds_when_the_server_accepts(s_server_files, pki, cafile, tmp_path, version):
     with s_server(s_server_files, version) as server:
-        result = run_cli(
-            "connect",
-            f"localhost:{server.port}",
-            "--cafile",
-            cafile,
-            "--wallet",
-            wallet_of(tmp_path, pki["leaf_b"], pki["leaf_a"]),
+        result = connect_as_a_user(
+            server, cafile, wallet_of(tmp_path, pki["leaf_b"], pki["leaf_a"])
         )
     assert result.returncode == 0, result
     assert "sent: CN=cli leaf of A" in result.stdout
@@ -409,14 +394,7 @@ def test_connect_succeeds_when_the_server_accepts(s_server_files, pki, cafile, t
 
 def test_connect_tls12_refusal_names_the_alert(s_server_files, pki, cafile, tmp_path):
     with s_server(s_server_files, "-tls1_2", "-no_ca_names") as server:
-        result = run_cli(
-            "connect",
-            f"localhost:{server.port}",
-            "--cafile",
-            cafile,
-            "--wallet",
-            wallet_of(tmp_path, pki["leaf_b"]),
-        )
+        result = connect_as_a_user(server, cafile, wallet_of(tmp_path, pki["leaf_b"]))
     assert result.returncode == 1, result
     assert (
         result.stderr == "openssl-ccb: the server refused the certificate: tlsv1 alert unknown ca\n"
