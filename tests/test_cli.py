@@ -192,6 +192,11 @@ def test_untrusted_server_is_refused_unless_insecure(server_cert, pki, capsys):
         assert main(["probe", f"localhost:{server.port}", "--insecure"]) == 0
 
 
+# The CLI's own processes run away from the checkout, so that ``-m`` finds the
+# installed openssl_ccb (the same-libssl venv's), not the source tree.
+AWAY = {"cwd": "/"}
+
+
 def test_subprocess_entry_points(server_cert, pki, cafile, wallet_dir):
     with asking_server(server_cert, pki) as server:
         probe = subprocess.run(
@@ -208,6 +213,7 @@ def test_subprocess_entry_points(server_cert, pki, cafile, wallet_dir):
             capture_output=True,
             text=True,
             timeout=60,
+            **AWAY,
         )
         assert probe.returncode == 0, probe.stderr
         assert json.loads(probe.stdout)["acceptable_cas"] == ["CN=CLI Root A"]
@@ -226,6 +232,7 @@ def test_subprocess_entry_points(server_cert, pki, cafile, wallet_dir):
             capture_output=True,
             text=True,
             timeout=60,
+            **AWAY,
         )
         assert connect.returncode == 0, connect.stderr
         assert "sent: CN=cli leaf of A" in connect.stdout
@@ -234,6 +241,7 @@ def test_subprocess_entry_points(server_cert, pki, cafile, wallet_dir):
             capture_output=True,
             text=True,
             timeout=60,
+            **AWAY,
         )
         assert failing.returncode == 1
         assert failing.stderr.startswith("openssl-ccb: ")
@@ -350,7 +358,11 @@ def connect_as_a_user(
     """``openssl-ccb connect`` in its own process, as a user runs it."""
     argv = ["connect", f"localhost:{server.port}", "--cafile", cafile, "--wallet", wallet]
     return subprocess.run(
-        [sys.executable, "-m", "openssl_ccb", *argv], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "openssl_ccb", *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        **AWAY,
     )
 
 
@@ -502,6 +514,7 @@ def test_a_terminal_is_asked_for_the_password(server_cert, pki, cafile, locked_w
         pid, fd = pty.fork()
         if pid == 0:  # the child: the pty is its terminal
             try:
+                os.chdir(AWAY["cwd"])
                 os.execv(argv[0], argv)
             finally:
                 os._exit(127)
