@@ -338,7 +338,13 @@ def _await_verdict(tls: ssl.SSLSocket, outcome: dict[str, Any]) -> None:
     try:
         data = tls.recv(1)
     except socket.timeout:
-        return  # silent: it accepted, and waits for a request
+        # Silent: it accepted, and waits for a request. Some servers (nginx)
+        # only judge the certificate when a request comes: say so.
+        print(
+            f"the server sent no alert within {VERDICT_WAIT:g} s; some servers (nginx) judge"
+            " the certificate only at the first request: --get PATH sends one"
+        )
+        return
     except (ssl.SSLError, ConnectionError) as exc:
         raise _refused(outcome, exc) from exc
     if not data:

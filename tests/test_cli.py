@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from certs import Issued, issue
-from peers import SServer, page_certificate
+from peers import Nginx, SServer, page_certificate
 from tlsutil import SocketServer, selecting_server
 
 from openssl_ccb.cli import main
@@ -346,17 +346,17 @@ def s_server(files: dict[str, Path], *extra: str) -> SServer:
 
 def wallet_of(tmp_path: Path, *issued: Issued) -> str:
     wallet = tmp_path / "wallet-of"
-    wallet.mkdir()
+    wallet.mkdir(parents=True)
     for i, leaf in enumerate(issued):
         (wallet / f"{i}.pem").write_bytes(leaf.pem + leaf.key_pem)
     return str(wallet)
 
 
 def connect_as_a_user(
-    server: SServer, cafile: str, wallet: str
+    server: SServer | Nginx, cafile: str, wallet: str, *more: str
 ) -> subprocess.CompletedProcess[str]:
     """``openssl-ccb connect`` in its own process, as a user runs it."""
-    argv = ["connect", f"localhost:{server.port}", "--cafile", cafile, "--wallet", wallet]
+    argv = ["connect", f"localhost:{server.port}", "--cafile", cafile, "--wallet", wallet, *more]
     return subprocess.run(
         [sys.executable, "-m", "openssl_ccb", *argv],
         capture_output=True,
@@ -402,6 +402,32 @@ def test_connect_succeeds_when_the_server_accepts(s_server_files, pki, cafile, t
     assert result.returncode == 0, result
     assert "sent: CN=cli leaf of A" in result.stdout
     assert result.stderr == ""
+
+
+def test_connect_to_nginx_learns_its_verdict_from_get(s_server_files, pki, cafile, tmp_path):
+    """nginx sends no alert under TLS 1.3 for a missing certificate: it answers
+    the first request with 400. connect says so, and --get fails on the 400."""
+    wallet = {
+        "a": wallet_of(tmp_path / "a", pki["leaf_a"]),
+        "b": wallet_of(tmp_path, pki["leaf_b"]),
+    }
+    trusted = s_server_files["trusted"]
+    (tmp_path / "nginx").mkdir()
+    with Nginx(
+        tmp_path / "nginx", s_server_files["cert"], verify="on", client_cas=trusted
+    ) as nginx:
+        silent = connect_as_a_user(nginx, cafile, wallet["b"])
+        refused = connect_as_a_user(nginx, cafile, wallet["b"], "--get", "/")
+        accepted = connect_as_a_user(nginx, cafile, wallet["a"], "--get", "/")
+    assert silent.returncode == 0, silent
+    assert "(TLSv1.3)" in silent.stdout
+    assert "judge the certificate only at the first request: --get PATH" in silent.stdout
+    assert refused.returncode == 1, refused
+    assert "HTTP/1.1 400 Bad Request" in refused.stdout
+    assert "No required SSL certificate was sent" in refused.stdout
+    assert refused.stderr == "openssl-ccb: the server answered 400 Bad Request\n"
+    assert accepted.returncode == 0, accepted
+    assert "CN=cli leaf of A|CN=CLI Root A|SUCCESS|" in accepted.stdout
 
 
 def test_connect_tls12_refusal_names_the_alert(s_server_files, pki, cafile, tmp_path):
