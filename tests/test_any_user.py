@@ -6,6 +6,7 @@ as a non-root user too."""
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -52,3 +53,37 @@ def test_a_missing_program_fails_in_one_line_naming_the_package(
     assert message.count("\n") == 0
     assert f"{name} is not on PATH" in message
     assert f"apt-get install {package}" in message
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def debian_packages() -> list[str]:
+    lines = (ROOT / ".ci" / "debian-packages").read_text().splitlines()
+    return [line.split("#")[0].strip() for line in lines if line.split("#")[0].strip()]
+
+
+def test_one_list_of_debian_packages_for_make_deps_ci_and_readme() -> None:
+    packages = debian_packages()
+    # What the build, the peers and the same-libssl venv need, at least.
+    assert {"gcc", "libssl-dev", "python3-venv", "openssl", "nginx", "python3-openssl"} <= set(
+        packages
+    )
+    assert "\t.ci/deps\n" in (ROOT / "Makefile").read_text()
+    assert "\n.ci/deps" in (ROOT / ".ci" / "run").read_text()
+    assert "debian-packages" in (ROOT / ".ci" / "deps").read_text()
+    assert "make deps" in (ROOT / "README.md").read_text()
+    assert "apt-get install -y" not in (ROOT / ".ci" / "run").read_text()  # no second list
+
+
+def test_every_listed_package_is_a_debian_package_installed_here() -> None:
+    """The suite runs on this machine, so each package it lists is installed
+    (a misspelt name would fail .ci/deps on a fresh machine)."""
+    status = subprocess.run(
+        ["dpkg-query", "-W", "-f=${Package} ${Status}\\n", *debian_packages()],
+        capture_output=True,
+        text=True,
+    )
+    lines = status.stdout.splitlines()
+    assert status.returncode == 0, status.stderr
+    assert all(line.endswith("install ok installed") for line in lines), lines
