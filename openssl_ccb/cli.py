@@ -332,16 +332,17 @@ def _refused(outcome: dict[str, Any], exc: BaseException) -> Error:
     return Error(f"the server refused {what}: {_reason(exc)}")
 
 
-def _await_verdict(tls: ssl.SSLSocket, outcome: dict[str, Any]) -> None:
+def _await_verdict(tls: ssl.SSLSocket, outcome: dict[str, Any], timeout: float) -> None:
     """Read until the server says what it made of the certificate (TLS 1.3)."""
-    tls.settimeout(VERDICT_WAIT)
+    wait = min(VERDICT_WAIT, timeout)
+    tls.settimeout(wait)
     try:
         data = tls.recv(1)
     except socket.timeout:
         # Silent: it accepted, and waits for a request. Some servers (nginx)
         # only judge the certificate when a request comes: say so.
         print(
-            f"the server sent no alert within {VERDICT_WAIT:g} s; some servers (nginx) judge"
+            f"the server sent no alert within {wait:g} s; some servers (nginx) judge"
             " the certificate only at the first request: --get PATH sends one"
         )
         return
@@ -427,7 +428,7 @@ def connect(args: argparse.Namespace) -> int:
         if args.get:
             _get(args, tls, outcome)
         elif outcome and tls.version() == "TLSv1.3":
-            _await_verdict(tls, outcome)
+            _await_verdict(tls, outcome, args.timeout)
     return 0
 
 
