@@ -13,7 +13,7 @@ DEBIAN_PY     := $(DEBIAN_VENV)/bin/python
 DEBIAN_STAMP  := $(DEBIAN_VENV)/.installed
 SOURCES       := pyproject.toml setup.py build_ffi.py $(wildcard openssl_ccb/*.py)
 
-.PHONY: demo test test-main test-debian test-all lint clean memcheck soak bench bench-debian
+.PHONY: deps demo test test-main test-debian test-all lint clean memcheck soak bench bench-debian
 
 $(STAMP): pyproject.toml setup.py build_ffi.py
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,11 @@ bench: $(STAMP)
 # as a file so that the installed openssl_ccb is the one measured.
 bench-debian: $(DEBIAN_STAMP)
 	$(DEBIAN_PY) -P benchmarks/__main__.py
+
+# Every Debian package the build and the suite need, in one list
+# (.ci/debian-packages, which CI installs the same way); as root or through sudo.
+deps:
+	.ci/deps
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -13,11 +13,32 @@ import base64
 import contextlib
 import os
 import re
+import shutil
 import socket
 import subprocess
 import threading
 from pathlib import Path
 from typing import IO
+
+import pytest
+
+# Debian puts nginx in /usr/sbin, which is not on a normal user's PATH.
+_SBIN = os.pathsep.join(("/usr/local/sbin", "/usr/sbin", "/sbin"))
+_PACKAGES = {"openssl": "openssl", "nginx": "nginx"}
+
+
+def tool(name: str) -> str:
+    """The path of a peer's program, from PATH or the sbin directories; a test
+    without it fails in one line naming the Debian package (never skips)."""
+    found = shutil.which(name) or shutil.which(name, path=_SBIN)
+    if found is None:
+        pytest.fail(
+            f"{name} is not on PATH nor in {_SBIN.replace(os.pathsep, ', ')}:"
+            f" install it (Debian: apt-get install {_PACKAGES[name]}, or make deps)",
+            pytrace=False,
+        )
+    return found
+
 
 _ACCEPT = re.compile(rb"^ACCEPT 127\.0\.0\.1:(\d+)$")
 _PEM = re.compile(rb"-----BEGIN CERTIFICATE-----(.*?)-----END CERTIFICATE-----", re.S)
@@ -69,7 +90,7 @@ class SServer(_Process):
     def __init__(self, cert_and_key: Path, *args: str) -> None:
         super().__init__()
         self.argv = [
-            "openssl",
+            tool("openssl"),
             "s_server",
             "-accept",
             "127.0.0.1:0",
@@ -180,7 +201,15 @@ class Nginx(_Process):
         )
         with listener:
             env = {**os.environ, "NGINX": f"{listener.fileno()};"}
-            argv = ["nginx", "-p", str(self.dir), "-c", str(conf), "-e", str(self.dir / "err.log")]
+            argv = [
+                tool("nginx"),
+                "-p",
+                str(self.dir),
+                "-c",
+                str(conf),
+                "-e",
+                str(self.dir / "err.log"),
+            ]
             self.proc = subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,

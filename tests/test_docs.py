@@ -8,7 +8,11 @@ directory that holds what the docs say it holds (their hidden preamble):
   from the "Work" and "Home" CAs;
 * ``url`` (``host``, ``port``): an HTTPS server on 127.0.0.1 that asks for a
   client certificate, names the Work CA as the one it accepts, trusts both,
-  and answers ``hello <common name>``.
+  and answers ``hello <common name>``;
+* ``pha_port``: a TLS 1.3 server on ``host`` that asks for nothing in the
+  handshake; after a first line from the client it asks (post-handshake
+  authentication) and writes ``who are you?``, and after a second line it
+  answers ``hello <common name>``.
 
 A ``# prints: TEXT`` comment is a promise: TEXT is in what its block printed.
 Shell blocks cannot run here (they install things); the names in them are
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import http.server
 import re
+import socket
 import socketserver
 import ssl
 import threading
@@ -92,6 +97,27 @@ class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
         pass  # clients that send no certificate are refused: that is the point
 
 
+def serve_post_handshake(listener: socket.socket, tls: ssl.SSLContext) -> None:
+    """Each connection: a line, a post-handshake request with ``who are you?``,
+    a line (which brings the client's certificate), ``hello <common name>``."""
+    while True:
+        try:
+            sock, _ = listener.accept()
+        except OSError:
+            return  # closed: the module is done
+        sock.settimeout(10)
+        try:
+            with tls.wrap_socket(sock, server_side=True) as conn:
+                conn.recv(100)
+                conn.verify_client_post_handshake()
+                conn.sendall(b"who are you?\n")  # the CertificateRequest goes first
+                conn.recv(100)
+                name = dict(item[0] for item in conn.getpeercert()["subject"])["commonName"]
+                conn.sendall(f"hello {name}\n".encode())
+        except OSError:
+            pass  # a client that sends no certificate is refused
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     files = tmp_path_factory.mktemp("docs")
@@ -126,6 +152,19 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     work_ca = ccb.credential.load_certificate(cas["work"].cert_pem.bytes())
     assert lib.SSL_CTX_add_client_CA(ccb.ssl_ctx(tls), work_ca) == 1
 
+    pha = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ca.issue_cert("localhost", "127.0.0.1").configure_cert(pha)
+    pha.minimum_version = ssl.TLSVersion.TLSv1_3
+    pha.post_handshake_auth = True  # on a server: ask only when told to
+    pha.verify_mode = ssl.CERT_REQUIRED
+    for ca in cas.values():
+        ca.configure_trust(pha)
+    pha_listener = socket.create_server(("127.0.0.1", 0))
+    pha_thread = threading.Thread(
+        target=serve_post_handshake, args=(pha_listener, pha), daemon=True
+    )
+    pha_thread.start()
+
     server = Server(("127.0.0.1", 0), Hello)
     server.tls = tls
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -133,11 +172,19 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     port = server.server_address[1]
     yield {
         "files": files,
-        "names": {"url": f"https://localhost:{port}/", "host": "localhost", "port": port},
+        "names": {
+            "url": f"https://localhost:{port}/",
+            "host": "localhost",
+            "port": port,
+            "pha_port": pha_listener.getsockname()[1],
+        },
     }
     server.shutdown()
     server.server_close()
     thread.join(10)
+    pha_listener.shutdown(socket.SHUT_RDWR)
+    pha_listener.close()
+    pha_thread.join(10)
 
 
 # --- the tests -----------------------------------------------------------------

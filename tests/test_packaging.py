@@ -46,7 +46,7 @@ def run(*argv: str | Path, **kwargs: object) -> subprocess.CompletedProcess[str]
 def test_the_version_lives_in_one_place():
     pyproject = (ROOT / "pyproject.toml").read_text()
     project = pyproject.split("[project]", 1)[1].split("\n[", 1)[0]
-    assert re.search(r'^dynamic = \["version"\]', project, re.M)
+    assert re.search(r'^dynamic = \["version"(, "license")?\]', project, re.M)
     assert not re.search(r"^version\s*=", project, re.M)
     assert 'version = { attr = "openssl_ccb.__version__" }' in pyproject
     init = ast.parse((ROOT / "openssl_ccb" / "__init__.py").read_text())
