@@ -268,6 +268,59 @@ def test_fork_while_another_thread_sets_callbacks(tmp_path):
     assert (result.returncode, result.stdout, result.stderr) == (0, "stuck 0\n", "")
 
 
+@pytest.mark.parametrize("lock", ["stdlib._proof_lock", "pyopenssl._patch_lock"])
+def test_fork_while_another_thread_holds_a_module_lock(lock, tmp_path):
+    """The child of a fork() made while another thread is inside the first
+    libssl proof (or pyOpenSSL's patch) sets a callback and handshakes: the
+    lock that thread held is fresh in the child. (Without it, 1 child in a
+    few hundred hung in test_fork_while_another_thread_sets_callbacks.)"""
+    module, name = lock.split(".")
+    result = run_bare(
+        f"""
+        import os, ssl, threading, time, trustme
+        from OpenSSL import SSL
+        import openssl_ccb as ccb
+        from openssl_ccb.worlds import {module}
+
+        ca = trustme.CA()
+        cert = ca.issue_cert("client@example.org")
+        credential = ccb.Credential.load(
+            cert.cert_chain_pems[0].bytes(), cert.private_key_pem.bytes()
+        )
+        held, release = threading.Event(), threading.Event()
+
+        def holder():
+            with {module}.{name}:
+                held.set()
+                release.wait()
+
+        threading.Thread(target=holder, daemon=True).start()
+        held.wait()
+        pid = os.fork()
+        if pid == 0:
+            ctx = (
+                ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                if "{module}" == "stdlib"
+                else SSL.Context(SSL.TLS_CLIENT_METHOD)
+            )
+            ccb.set_client_cert_cb(ctx, lambda request: credential)
+            os._exit(0 if ccb.get_client_cert_cb(ctx) is not None else 3)
+        deadline = time.monotonic() + 20
+        while (status := os.waitpid(pid, os.WNOHANG)) == (0, 0):
+            if time.monotonic() > deadline:
+                os.kill(pid, 9)
+                status = (pid, -1)
+                break
+            time.sleep(0.01)
+        release.set()
+        print("child", status[1])
+        """,
+        tmp_path,
+        timeout=120,
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (0, "child 0\n", "")
+
+
 def test_a_finalizer_that_sets_a_callback_during_set_client_cert_cb(tmp_path):
     """The garbage collector can run a finalizer inside set_client_cert_cb (on an
     allocation); a finalizer that itself sets a callback must not deadlock."""

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import functools
 import sys
-import threading
 from typing import Any, Callable
 
 from .._binding import ffi
+from .._locks import ForkSafeRLock
 from ..core import channel
 from ..core.trampoline import install, installed
 from ..errors import Error
@@ -132,7 +132,7 @@ def _find_connection_call(ssl: Any) -> channel.Call | None:
     return None if connection is None else channel.ConnectionCall(connection)
 
 
-_patch_lock = threading.RLock()  # a finalizer may set a callback inside the patch
+_patch_lock = ForkSafeRLock()  # a finalizer may set a callback inside the patch
 
 
 def patch_connection() -> None:

@@ -21,11 +21,11 @@ import contextlib
 import ctypes
 import platform
 import ssl
-import threading
 import weakref
 from typing import Any, NoReturn
 
 from .._binding import ffi, lib
+from .._locks import ForkSafeRLock
 from ..core import channel
 from ..core.trampoline import install, installed
 from ..errors import Error
@@ -36,8 +36,8 @@ from .stdlib_sockets import SURFACING, CCBSSLObject, CCBSSLSocket, Driven, Drive
 # --- proof 1: the same libssl --------------------------------------------------
 
 # Re-entrant: a garbage-collector finalizer that sets a callback may run inside
-# the first proof, on this very thread.
-_proof_lock = threading.RLock()
+# the first proof, on this very thread; fresh in a fork()'s child.
+_proof_lock = ForkSafeRLock()
 _proof: Error | bool | None = False  # False: not yet checked; None: proven
 
 
