@@ -5,14 +5,13 @@ from __future__ import annotations
 import atexit
 import gc
 import hashlib
-import os
 import sys
 import threading
 from collections import OrderedDict
 from typing import Any
 
 from ._binding import ffi
-from .credential import Credential, _encoded
+from .credential import Credential, _encoded, check_chain_type
 
 # --- the per-handshake fast path ---------------------------------------------
 #
@@ -60,10 +59,9 @@ def coerce(cert: Any, key: Any, chain: Any = ()) -> Credential:
         pinned = by_objects.get((id(cert), id(key)))
         if pinned is not None:
             return pinned[2]
-    if isinstance(chain, (bytes, str, os.PathLike)) or any(
-        isinstance(item, ffi.CData) for item in (cert, key, *chain)
-    ):
-        return Credential.load(cert, key, chain)  # refused, or borrowed pointers: no cache
+    check_chain_type(chain)  # before iterating it: a str's characters are no chain
+    if any(isinstance(item, ffi.CData) for item in (cert, key, *chain)):
+        return Credential.load(cert, key, chain)  # borrowed pointers: no cache
     parts = [
         _part(cert, "certificate"),
         _part(key, "private key"),

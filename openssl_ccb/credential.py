@@ -11,10 +11,13 @@ their own) cross into this one only as encoded bytes, never as pointers.
 
 from __future__ import annotations
 
+import datetime
 import os
+import re
 import sys
 from typing import Any, Union
 
+from . import _der
 from ._binding import ffi, lib
 from .errors import Error, drain_error_queue, error_from_queue
 
@@ -30,7 +33,16 @@ _EVP_PKEY_P = ffi.typeof("EVP_PKEY *")
 class Credential:
     """A client certificate, its private key and (optionally) intermediates."""
 
-    __slots__ = ("__weakref__", "_chain", "_chain_arg", "_chain_stack", "_foreign", "_key", "_x509")
+    __slots__ = (
+        "__weakref__",
+        "_chain",
+        "_chain_arg",
+        "_chain_stack",
+        "_facts",
+        "_foreign",
+        "_key",
+        "_x509",
+    )
 
     def __init__(self, x509: Any, key: Any, chain: list[Any]) -> None:
         # Private: use Credential.load. Takes ownership of gc-managed cdata.
@@ -48,6 +60,7 @@ class Credential:
         self._chain_stack = _stack_of(chain) if chain else None
         self._chain_arg = ffi.NULL if self._chain_stack is None else self._chain_stack
         self._foreign: Any = None  # the same, parsed by pyOpenSSL's bundled OpenSSL
+        self._facts: _der.Facts | None = None  # read when first asked for
 
     @classmethod
     def load(
@@ -57,13 +70,26 @@ class Credential:
         chain: Any = (),
         password: Password = None,
     ) -> Credential:
-        """Parse a certificate, its key and intermediates from any accepted form."""
-        if isinstance(chain, (bytes, str, os.PathLike)):
-            raise TypeError("chain must be a sequence of certificates, not a single one")
+        """Parse a certificate, its key and intermediates from any accepted form.
+
+        A PEM ``cert`` holding more than one certificate (a "fullchain.pem")
+        is the leaf followed by its chain, in file order, as
+        ``ssl.SSLContext.load_cert_chain`` reads it; giving ``chain`` as well
+        is then a ``ValueError``: the intermediates are given once. ``chain``
+        is a list of certificates, never one path or one PEM.
+        """
+        check_chain_type(chain)
+        leaf, *rest = load_certificates(cert)
+        if rest and chain:
+            raise ValueError(
+                f"the certificate holds {len(rest) + 1} certificates (a leaf and its chain) "
+                "and chain= was given too: give the intermediates in one place"
+            )
         return cls(
-            load_certificate(cert),
+            leaf,
             load_private_key(key, password),
-            [load_certificate(item, what=f"chain item {i}") for i, item in enumerate(chain)],
+            rest
+            or [load_certificate(item, what=f"chain item {i}") for i, item in enumerate(chain)],
         )
 
     @classmethod
@@ -74,9 +100,9 @@ class Credential:
         certificates, without a self-signed root; unrelated extras are left out.
         """
         what = "PKCS#12"
+        data = _encoded(data_or_path, what)  # "cannot read the PKCS#12 file '...'"
         if isinstance(data_or_path, (str, os.PathLike)):
             what = f"PKCS#12 file {os.fspath(data_or_path)!r}"
-        data = _encoded(data_or_path, what)
         if data is None:
             raise TypeError(f"{what}: expected bytes or a path, got {type(data_or_path).__name__}")
         bio = ffi.gc(lib.BIO_new_mem_buf(data, len(data)), lib.BIO_free)
@@ -92,9 +118,11 @@ class Credential:
             exc = error_from_queue(f"cannot open {what}")
             reasons = " ".join(reason for _, reason, _ in exc.errors)
             if "mac verify failure" in reasons:
+                if password is None:
+                    raise Error(f"{what} needs a password") from None
                 raise Error(f"wrong password for {what}") from None
             if "unsupported" in reasons:
-                raise Error(f"{what} uses an algorithm this OpenSSL does not enable (legacy?)")
+                raise Error(f"{what} {_LEGACY_PKCS12}") from None
             raise exc
         # PKCS12_parse hands us one reference to each; ffi.gc owns them now.
         extras = []
@@ -122,6 +150,21 @@ class Credential:
     def chain(self) -> list[bytes]:
         """The intermediates, DER, in the order they are sent."""
         return [_i2d_x509(x) for x in self._chain]
+
+    @property
+    def not_valid_before(self) -> datetime.datetime:
+        """The start of the certificate's validity (an aware UTC datetime)."""
+        return self._get_facts().not_before
+
+    @property
+    def not_valid_after(self) -> datetime.datetime:
+        """The end of the certificate's validity (an aware UTC datetime)."""
+        return self._get_facts().not_after
+
+    def _get_facts(self) -> _der.Facts:
+        if self._facts is None:
+            self._facts = _der.facts(self.certificate)
+        return self._facts
 
     @property
     def subject(self) -> str:
@@ -195,6 +238,24 @@ def _path_from(leaf: Any, pool: list[Any]) -> list[Any]:
         current = issuer
 
 
+_LEGACY_PKCS12 = (
+    "is encrypted with a legacy algorithm (such as RC2) that this OpenSSL does not "
+    "enable: load OpenSSL's legacy provider (openssl.cnf), convert the file "
+    "(openssl pkcs12 -legacy, then -export without it), or read it with "
+    "cryptography's pkcs12.load_key_and_certificates and pass the objects"
+)
+
+
+def check_chain_type(chain: Any) -> None:
+    """Refuse a chain that is one value, before anything iterates it."""
+    if isinstance(chain, (bytes, bytearray, memoryview, str, os.PathLike)):
+        raise TypeError(
+            f"chain must be a sequence of certificates, not one {type(chain).__name__}: "
+            "pass [item, ...], or put the intermediates after the leaf in the "
+            "certificate's PEM file"
+        )
+
+
 def _stack_of(certs: list[Any]) -> Any:
     # The stack borrows: the Credential keeps every X509 alive.
     stack = ffi.gc(lib.sk_X509_new_null(), lib.sk_X509_free)
@@ -257,12 +318,21 @@ def _private_key_types() -> tuple[type, ...]:
 
 
 def load_certificate(obj: CertificateLike, what: str = "certificate") -> Any:
-    """An owned ``X509 *`` from any accepted certificate form."""
+    """An owned ``X509 *`` from any accepted certificate form (a PEM's first)."""
+    return load_certificates(obj, what)[0]
+
+
+# The blocks PEM_read_bio_X509 reads (it skips others, such as keys).
+_PEM_CERTIFICATE = re.compile(rb"^-----BEGIN (?:X509 )?CERTIFICATE-----", re.MULTILINE)
+
+
+def load_certificates(obj: CertificateLike, what: str = "certificate") -> list[Any]:
+    """Owned ``X509 *``: every certificate of a PEM, in order, or the one given."""
     if isinstance(obj, ffi.CData):
         if ffi.typeof(obj) is not _X509_P or obj == ffi.NULL:
             raise TypeError(f"{what}: expected an X509 * from openssl_ccb.ffi, got {obj!r}")
         lib.X509_up_ref(obj)
-        return ffi.gc(obj, lib.X509_free)
+        return [ffi.gc(obj, lib.X509_free)]
     data = _encoded(obj, what)
     if data is None:
         raise TypeError(
@@ -270,15 +340,23 @@ def load_certificate(obj: CertificateLike, what: str = "certificate") -> Any:
             "a cryptography Certificate, a pyOpenSSL X509 or an X509 * cdata"
         )
     lib.ERR_set_mark()
+    certs: list[Any] = []
     if b"-----BEGIN" in data:
         bio = ffi.gc(lib.BIO_new_mem_buf(data, len(data)), lib.BIO_free)
-        x509 = lib.PEM_read_bio_X509(bio, ffi.NULL, _PASSWORD_CB, ffi.NULL)
+        for _ in _PEM_CERTIFICATE.finditer(data):
+            x509 = lib.PEM_read_bio_X509(bio, ffi.NULL, _PASSWORD_CB, ffi.NULL)
+            if x509 == ffi.NULL:
+                ordinal = f" (PEM certificate {len(certs) + 1})" if certs else ""
+                raise error_from_queue(f"{what} is not a PEM or DER certificate{ordinal}")
+            certs.append(ffi.gc(x509, lib.X509_free))
     else:
         x509 = lib.d2i_X509(ffi.NULL, ffi.new("unsigned char **", ffi.from_buffer(data)), len(data))
-    if x509 == ffi.NULL:
+        if x509 != ffi.NULL:
+            certs.append(ffi.gc(x509, lib.X509_free))
+    if not certs:
         raise error_from_queue(f"{what} is not a PEM or DER certificate")
     lib.ERR_pop_to_mark()  # decoders may leave notes behind even on success
-    return ffi.gc(x509, lib.X509_free)
+    return certs
 
 
 def load_private_key(obj: KeyLike, password: Password = None) -> Any:
@@ -307,6 +385,11 @@ def load_private_key(obj: KeyLike, password: Password = None) -> Any:
         buf = ffi.new("unsigned char **", ffi.from_buffer(data))
         key = lib.d2i_AutoPrivateKey(ffi.NULL, buf, len(data))
     if key == ffi.NULL:
+        if b"ENCRYPTED" in data and b"-----BEGIN" in data:  # PKCS#8 or legacy PEM encryption
+            drain_error_queue()
+            if password is None:
+                raise Error("the private key is encrypted and needs a password")
+            raise Error("wrong password for the private key")
         hint = "" if password is None else " (or the password is wrong)"
         raise error_from_queue(f"private key is not a PEM or DER private key{hint}")
     lib.ERR_pop_to_mark()
