@@ -273,3 +273,23 @@ def test_the_clock_can_be_set(pki, shake, monkeypatch):
     two_days_on = datetime.datetime.now(datetime.timezone.utc) + 2 * DAY
     monkeypatch.setattr(selection, "now", lambda: two_days_on)
     assert shake(wallet).peer_der() == pki["long"].der
+
+
+def test_the_command_line_says_why_an_expired_certificate_was_not_sent(
+    ca, server_cert, pki, tmp_path, capsys
+):
+    from tlsutil import SocketServer
+
+    from openssl_ccb.cli import main
+
+    wallet = tmp_path / "wallet"
+    wallet.mkdir()
+    (wallet / "old.pem").write_bytes(pki["expired"].pem + pki["expired"].key_pem)
+    cafile = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(cafile))
+    server = selecting_server(server_cert, trust=(pki["root"],), verify=ssl.CERT_OPTIONAL)
+    with SocketServer(server, reply=b"HTTP/1.0 200 OK\r\n\r\n") as running:
+        argv = ["connect", f"localhost:{running.port}", "--cafile", str(cafile)]
+        main([*argv, "--wallet", str(wallet)])
+    out = capsys.readouterr().out
+    assert "sent no certificate: nothing in the wallet fits (CN=expired leaf: it expired on " in out
