@@ -11,7 +11,8 @@ from collections import OrderedDict
 from typing import Any
 
 from ._binding import ffi
-from .credential import Credential, _encoded, check_chain_type
+from ._parse import _encoded
+from .credential import Credential, check_chain_type
 
 # --- the per-handshake fast path ---------------------------------------------
 #

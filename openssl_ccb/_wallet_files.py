@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from typing import Any, Callable, Union
 
 from ._binding import lib
-from .credential import Credential, Password, _i2d_x509, load_certificates, load_private_key
+from ._parse import Password, load_certificates, load_private_key
+from .credential import Credential, _i2d_x509
 from .errors import Error, drain_error_queue
 
 # A password for every file, one per file name, or one asked for by path.
