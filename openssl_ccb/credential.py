@@ -11,31 +11,31 @@ their own) cross into this one only as encoded bytes, never as pointers.
 
 from __future__ import annotations
 
-import atexit
-import gc
-import hashlib
+import datetime
 import os
-import sys
-import threading
-from collections import OrderedDict
-from typing import Any, Union
+from typing import Any
 
+from . import _der
 from ._binding import ffi, lib
+from ._parse import CertificateLike, KeyLike, Password, _bytes, _encoded, load_certificates
+from ._parse import load_certificate as load_certificate
+from ._parse import load_private_key as load_private_key
 from .errors import Error, drain_error_queue, error_from_queue
-
-CertificateLike = Any  # bytes, str, os.PathLike, cryptography, pyOpenSSL or cdata
-KeyLike = Any
-Password = Union[bytes, str, None]
-
-_X509_P = ffi.typeof("X509 *")
-_PASSWORD_CB = ffi.addressof(lib, "openssl_ccb_password_cb")
-_EVP_PKEY_P = ffi.typeof("EVP_PKEY *")
 
 
 class Credential:
     """A client certificate, its private key and (optionally) intermediates."""
 
-    __slots__ = ("__weakref__", "_chain", "_chain_arg", "_chain_stack", "_foreign", "_key", "_x509")
+    __slots__ = (
+        "__weakref__",
+        "_chain",
+        "_chain_arg",
+        "_chain_stack",
+        "_facts",
+        "_foreign",
+        "_key",
+        "_x509",
+    )
 
     def __init__(self, x509: Any, key: Any, chain: list[Any]) -> None:
         # Private: use Credential.load. Takes ownership of gc-managed cdata.
@@ -53,6 +53,7 @@ class Credential:
         self._chain_stack = _stack_of(chain) if chain else None
         self._chain_arg = ffi.NULL if self._chain_stack is None else self._chain_stack
         self._foreign: Any = None  # the same, parsed by pyOpenSSL's bundled OpenSSL
+        self._facts: _der.Facts | None = None  # read when first asked for
 
     @classmethod
     def load(
@@ -62,13 +63,26 @@ class Credential:
         chain: Any = (),
         password: Password = None,
     ) -> Credential:
-        """Parse a certificate, its key and intermediates from any accepted form."""
-        if isinstance(chain, (bytes, str, os.PathLike)):
-            raise TypeError("chain must be a sequence of certificates, not a single one")
+        """Parse a certificate, its key and intermediates from any accepted form.
+
+        A PEM ``cert`` holding more than one certificate (a "fullchain.pem")
+        is the leaf followed by its chain, in file order, as
+        ``ssl.SSLContext.load_cert_chain`` reads it; giving ``chain`` as well
+        is then a ``ValueError``: the intermediates are given once. ``chain``
+        is a list of certificates, never one path or one PEM.
+        """
+        check_chain_type(chain)
+        leaf, *rest = load_certificates(cert)
+        if rest and chain:
+            raise ValueError(
+                f"the certificate holds {len(rest) + 1} certificates (a leaf and its chain) "
+                "and chain= was given too: give the intermediates in one place"
+            )
         return cls(
-            load_certificate(cert),
+            leaf,
             load_private_key(key, password),
-            [load_certificate(item, what=f"chain item {i}") for i, item in enumerate(chain)],
+            rest
+            or [load_certificate(item, what=f"chain item {i}") for i, item in enumerate(chain)],
         )
 
     @classmethod
@@ -79,9 +93,9 @@ class Credential:
         certificates, without a self-signed root; unrelated extras are left out.
         """
         what = "PKCS#12"
+        data = _encoded(data_or_path, what)  # "cannot read the PKCS#12 file '...'"
         if isinstance(data_or_path, (str, os.PathLike)):
             what = f"PKCS#12 file {os.fspath(data_or_path)!r}"
-        data = _encoded(data_or_path, what)
         if data is None:
             raise TypeError(f"{what}: expected bytes or a path, got {type(data_or_path).__name__}")
         bio = ffi.gc(lib.BIO_new_mem_buf(data, len(data)), lib.BIO_free)
@@ -97,9 +111,11 @@ class Credential:
             exc = error_from_queue(f"cannot open {what}")
             reasons = " ".join(reason for _, reason, _ in exc.errors)
             if "mac verify failure" in reasons:
+                if password is None:
+                    raise Error(f"{what} needs a password") from None
                 raise Error(f"wrong password for {what}") from None
             if "unsupported" in reasons:
-                raise Error(f"{what} uses an algorithm this OpenSSL does not enable (legacy?)")
+                raise Error(f"{what} {_LEGACY_PKCS12}") from None
             raise exc
         # PKCS12_parse hands us one reference to each; ffi.gc owns them now.
         extras = []
@@ -127,6 +143,21 @@ class Credential:
     def chain(self) -> list[bytes]:
         """The intermediates, DER, in the order they are sent."""
         return [_i2d_x509(x) for x in self._chain]
+
+    @property
+    def not_valid_before(self) -> datetime.datetime:
+        """The start of the certificate's validity (an aware UTC datetime)."""
+        return self._get_facts().not_before
+
+    @property
+    def not_valid_after(self) -> datetime.datetime:
+        """The end of the certificate's validity (an aware UTC datetime)."""
+        return self._get_facts().not_after
+
+    def _get_facts(self) -> _der.Facts:
+        if self._facts is None:
+            self._facts = _der.facts(self.certificate)
+        return self._facts
 
     @property
     def subject(self) -> str:
@@ -176,10 +207,6 @@ def _i2d_x509(x509: Any) -> bytes:
     return bytes(ffi.buffer(buf, size))
 
 
-def _bytes(value: str | bytes) -> bytes:
-    return value.encode() if isinstance(value, str) else value
-
-
 def _path_from(leaf: Any, pool: list[Any]) -> list[Any]:
     """The chain from ``leaf`` up through ``pool``, stopping before a self-signed root."""
     chain: list[Any] = []
@@ -200,6 +227,24 @@ def _path_from(leaf: Any, pool: list[Any]) -> list[Any]:
         current = issuer
 
 
+_LEGACY_PKCS12 = (
+    "is encrypted with a legacy algorithm (such as RC2) that this OpenSSL does not "
+    "enable: load OpenSSL's legacy provider (openssl.cnf), convert the file "
+    "(openssl pkcs12 -legacy, then -export without it), or read it with "
+    "cryptography's pkcs12.load_key_and_certificates and pass the objects"
+)
+
+
+def check_chain_type(chain: Any) -> None:
+    """Refuse a chain that is one value, before anything iterates it."""
+    if isinstance(chain, (bytes, bytearray, memoryview, str, os.PathLike)):
+        raise TypeError(
+            f"chain must be a sequence of certificates, not one {type(chain).__name__}: "
+            "pass [item, ...], or put the intermediates after the leaf in the "
+            "certificate's PEM file"
+        )
+
+
 def _stack_of(certs: list[Any]) -> Any:
     # The stack borrows: the Credential keeps every X509 alive.
     stack = ffi.gc(lib.sk_X509_new_null(), lib.sk_X509_free)
@@ -209,235 +254,6 @@ def _stack_of(certs: list[Any]) -> Any:
     return stack
 
 
-# --- parsing -----------------------------------------------------------------
-
-
-def _encoded(obj: Any, what: str) -> bytes | None:
-    """The bytes of a certificate or key given in any non-cdata form, or None."""
-    if isinstance(obj, (bytes, bytearray, memoryview)):
-        return bytes(obj)
-    if isinstance(obj, str) and "-----BEGIN" in obj:
-        # PEM text given as str: take it as such, and never echo it as a
-        # "path" in an error message (it may be a private key).
-        return obj.encode("ascii", "replace")
-    if isinstance(obj, (str, os.PathLike)):
-        try:
-            with open(obj, "rb") as f:
-                return f.read()
-        except OSError as exc:
-            raise Error(f"cannot read the {what} file {os.fspath(obj)!r}: {exc.strerror}") from exc
-    # pyOpenSSL objects: take their cryptography form.
-    for method in ("to_cryptography", "to_cryptography_key"):
-        if hasattr(obj, method) and type(obj).__module__.startswith("OpenSSL"):
-            obj = getattr(obj, method)()
-            break
-    if "cryptography" in sys.modules:  # only a cryptography user can pass its objects
-        from cryptography import x509
-        from cryptography.hazmat.primitives import serialization
-
-        if isinstance(obj, x509.Certificate):
-            return bytes(obj.public_bytes(serialization.Encoding.DER))
-        if isinstance(obj, _private_key_types()):
-            key: Any = obj
-            return bytes(
-                key.private_bytes(
-                    serialization.Encoding.DER,
-                    serialization.PrivateFormat.PKCS8,
-                    serialization.NoEncryption(),
-                )
-            )
-    return None
-
-
-def _private_key_types() -> tuple[type, ...]:
-    from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
-
-    return (
-        rsa.RSAPrivateKey,
-        ec.EllipticCurvePrivateKey,
-        ed25519.Ed25519PrivateKey,
-        ed448.Ed448PrivateKey,
-        dsa.DSAPrivateKey,
-    )
-
-
-def load_certificate(obj: CertificateLike, what: str = "certificate") -> Any:
-    """An owned ``X509 *`` from any accepted certificate form."""
-    if isinstance(obj, ffi.CData):
-        if ffi.typeof(obj) is not _X509_P or obj == ffi.NULL:
-            raise TypeError(f"{what}: expected an X509 * from openssl_ccb.ffi, got {obj!r}")
-        lib.X509_up_ref(obj)
-        return ffi.gc(obj, lib.X509_free)
-    data = _encoded(obj, what)
-    if data is None:
-        raise TypeError(
-            f"{what}: cannot use {type(obj).__name__}; give PEM/DER bytes, a path, "
-            "a cryptography Certificate, a pyOpenSSL X509 or an X509 * cdata"
-        )
-    lib.ERR_set_mark()
-    if b"-----BEGIN" in data:
-        bio = ffi.gc(lib.BIO_new_mem_buf(data, len(data)), lib.BIO_free)
-        x509 = lib.PEM_read_bio_X509(bio, ffi.NULL, _PASSWORD_CB, ffi.NULL)
-    else:
-        x509 = lib.d2i_X509(ffi.NULL, ffi.new("unsigned char **", ffi.from_buffer(data)), len(data))
-    if x509 == ffi.NULL:
-        raise error_from_queue(f"{what} is not a PEM or DER certificate")
-    lib.ERR_pop_to_mark()  # decoders may leave notes behind even on success
-    return ffi.gc(x509, lib.X509_free)
-
-
-def load_private_key(obj: KeyLike, password: Password = None) -> Any:
-    """An owned ``EVP_PKEY *`` from any accepted key form."""
-    if isinstance(obj, ffi.CData):
-        if ffi.typeof(obj) is not _EVP_PKEY_P or obj == ffi.NULL:
-            raise TypeError(
-                f"private key: expected an EVP_PKEY * from openssl_ccb.ffi, got {obj!r}"
-            )
-        lib.EVP_PKEY_up_ref(obj)
-        return ffi.gc(obj, lib.EVP_PKEY_free)
-    data = _encoded(obj, "private key")
-    if data is None:
-        raise TypeError(
-            f"private key: cannot use {type(obj).__name__}; give PEM/DER bytes, a path, "
-            "a cryptography private key, a pyOpenSSL PKey or an EVP_PKEY * cdata"
-        )
-    lib.ERR_set_mark()
-    if b"-----BEGIN" in data:
-        phrase = ffi.NULL
-        if password is not None:
-            phrase = ffi.new("char[]", _bytes(password))
-        bio = ffi.gc(lib.BIO_new_mem_buf(data, len(data)), lib.BIO_free)
-        key = lib.PEM_read_bio_PrivateKey(bio, ffi.NULL, _PASSWORD_CB, phrase)
-    else:
-        buf = ffi.new("unsigned char **", ffi.from_buffer(data))
-        key = lib.d2i_AutoPrivateKey(ffi.NULL, buf, len(data))
-    if key == ffi.NULL:
-        hint = "" if password is None else " (or the password is wrong)"
-        raise error_from_queue(f"private key is not a PEM or DER private key{hint}")
-    lib.ERR_pop_to_mark()
-    return ffi.gc(key, lib.EVP_PKEY_free)
-
-
-# --- the per-handshake fast path ---------------------------------------------
-#
-# A callback's (cert, key[, chain]) is parsed once. Data is known by its
-# SHA-256, taken from a copy made now: bytes, bytearray, memoryview, PEM text,
-# a file's contents. So a buffer rewritten in place, or a file rewritten with
-# its size and times kept, is new data; and no data is kept, only digests.
-# cryptography's objects (immutable) and pyOpenSSL's (whose mutators current
-# pyOpenSSL deprecates; hashing their contents costs ~130 us, converting the key)
-# are known by id(): each is pinned in _pinned while an entry names it, so
-# its id cannot be reused meanwhile, and let go once nobody else holds it
-# (after any garbage collection, or at the next miss): a caller's key object
-# dies with the caller's last reference, and the Credential parsed from it
-# with it. At most _CACHE_SIZE Credentials; cdata is never cached.
-
-_BY_ID = ("cryptography.", "OpenSSL.")
-_CACHE_SIZE = 64
-_cache_lock = threading.Lock()
-_cache: OrderedDict[tuple[tuple[str, Any], ...], Credential] = OrderedDict()
-_pinned: dict[int, Any] = {}
-
-# The same two objects returned again, no chain: found by their two ids alone,
-# without a lock. An entry exists only while both objects are pinned, so no
-# other live object can have those ids: a hit is the very pair, no check needed.
-by_objects: dict[tuple[int, int], tuple[int, int, Credential]] = {}
-
-
-def _part(obj: Any, what: str) -> tuple[tuple[str, Any], Any]:
-    """How the cache knows one item, and what to parse it from."""
-    if type(obj).__module__.startswith(_BY_ID):
-        return ("id", id(obj)), obj
-    data = _encoded(obj, what)  # a copy of the data as it is now
-    if data is None:
-        return ("id", id(obj)), obj  # unusable: load() explains, nothing is kept
-    return ("data", hashlib.sha256(data).digest()), data
-
-
-def coerce(cert: Any, key: Any, chain: Any = ()) -> Credential:
-    """The Credential for a callback's ``(cert, key[, chain])``, parsed once.
-
-    The same objects, or the same data (bytes or a file's contents), returned
-    again reuse the Credential built the first time.
-    """
-    if not chain:
-        pinned = by_objects.get((id(cert), id(key)))
-        if pinned is not None:
-            return pinned[2]
-    if isinstance(chain, (bytes, str, os.PathLike)) or any(
-        isinstance(item, ffi.CData) for item in (cert, key, *chain)
-    ):
-        return Credential.load(cert, key, chain)  # refused, or borrowed pointers: no cache
-    parts = [
-        _part(cert, "certificate"),
-        _part(key, "private key"),
-        *(_part(item, f"chain item {i}") for i, item in enumerate(chain)),
-    ]
-    ident = tuple(part[0] for part in parts)
-    with _cache_lock:
-        hit = _cache.get(ident)
-        if hit is not None:
-            _cache.move_to_end(ident)
-            return hit
-    credential = Credential.load(parts[0][1], parts[1][1], [part[1] for part in parts[2:]])
-    with _cache_lock:
-        dropped = _sweep()  # objects freed only once the lock is released
-        for (kind, _), obj in parts:
-            if kind == "id":
-                _pinned[id(obj)] = obj
-        _cache[ident] = credential
-        if len(ident) == 2 and ident[0][0] == ident[1][0] == "id":
-            by_objects[(id(cert), id(key))] = (id(cert), id(key), credential)
-        while len(_cache) > _CACHE_SIZE:
-            dropped += _forget(next(iter(_cache)))
-    del dropped
-    return credential
-
-
-def _forget(ident: tuple[tuple[str, Any], ...]) -> list[Any]:
-    """Drop an entry (lock held); return the objects no entry names any more."""
-    del _cache[ident]
-    ids = [value for kind, value in ident if kind == "id"]
-    if len(ident) == len(ids) == 2:
-        by_objects.pop((ids[0], ids[1]), None)  # before unpinning: see by_objects
-    named = {value for other in _cache for kind, value in other if kind == "id"}
-    return [_pinned.pop(i) for i in set(ids) - named]
-
-
-def _refcounts(pins: dict[int, Any]) -> list[tuple[int, int]]:
-    # PyPy counts no references: there an entry leaves by _CACHE_SIZE alone,
-    # so at most that many returned objects are kept alive.
-    getrefcount = getattr(sys, "getrefcount", None)
-    if getrefcount is None:
-        return []
-    return [(i, getrefcount(obj)) for i, obj in pins.items()]
-
-
-# What an object held by _pinned alone counts, measured the way _sweep measures.
-_ALONE = next(iter(_refcounts({0: object()})), (0, 0))[1]
-
-
-def _sweep() -> list[Any]:
-    """Forget (lock held) every entry naming an object that only _pinned holds."""
-    alone = {i for i, count in _refcounts(_pinned) if count <= _ALONE}
-    dropped: list[Any] = []
-    if alone:
-        for ident in [x for x in _cache if any(k == "id" and v in alone for k, v in x)]:
-            dropped += _forget(ident)
-    return dropped
-
-
-def _after_gc(phase: str, info: dict[str, int]) -> None:
-    # Never waits: the lock may be held by this very thread (a collection
-    # can start inside coerce()); then the next collection or miss sweeps.
-    if phase == "stop" and _pinned and _cache_lock.acquire(blocking=False):
-        try:
-            dropped = _sweep()
-        finally:
-            _cache_lock.release()
-        del dropped
-
-
-if hasattr(sys, "getrefcount"):  # nothing to sweep by on PyPy: see _refcounts
-    gc.callbacks.append(_after_gc)
-    atexit.register(gc.callbacks.remove, _after_gc)  # before module globals go
+# Re-exported: the trampoline and return_codes import them from here.
+from ._cache import by_objects as by_objects  # noqa: E402
+from ._cache import coerce as coerce  # noqa: E402

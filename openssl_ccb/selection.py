@@ -6,19 +6,41 @@ A credential fits (Go's ``CertificateRequestInfo.SupportsCertificate``) when
    negotiated protocol's rules (TLS 1.3: no PKCS#1 v1.5 RSA, ECDSA only on
    the curve the scheme names), and
 2. the server named no CAs, or the leaf or a chain certificate was issued by
-   one it named.
+   one it named;
+
+and, before either, the certificate is within its validity now (``now()``,
+replaceable for tests) and its extended key usage, if it has one, allows TLS
+client authentication (as Java's PKIX key manager and OpenSSL's servers check).
 """
 
 from __future__ import annotations
 
+import datetime
 import os
+import warnings
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, Callable
 
-from ._binding import ffi, lib
-from .credential import Credential, load_certificate, load_private_key
+from . import _der
+from ._binding import lib
+from ._wallet_files import Passwords, load_pem_file, read_directory
+from .credential import (
+    Credential,
+    _i2d_x509,
+    load_certificate,
+    load_private_key,
+)
 from .errors import Error
 from .request import _name_string
+
+
+def _utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+# The clock validity is judged by: replace it (a function returning an aware
+# datetime) to judge as of another time.
+now: Callable[[], datetime.datetime] = _utc_now
 
 _RSA_PSS_RSAE = {"rsa_pss_rsae_sha256", "rsa_pss_rsae_sha384", "rsa_pss_rsae_sha512"}
 _RSA_PKCS1 = {
@@ -63,12 +85,32 @@ def schemes_for(key: Any, version: str) -> set[str]:
     if kind == lib.EVP_PKEY_ED448:
         return {"ed448"}
     if kind == lib.EVP_PKEY_DSA and not tls13:
-        return {"dsa_sha1", "dsa_sha256", "dsa_sha384", "dsa_sha512"}
+        return {"dsa_sha1", "dsa_sha224", "dsa_sha256", "dsa_sha384", "dsa_sha512"}
     return set()
 
 
-def fit(request: Any, x509: Any, key: Any, chain: list[Any]) -> tuple[bool, str]:
-    """Whether a certificate (and chain) fits the request, and why in words."""
+def unusable(facts: _der.Facts) -> str | None:
+    """Why a certificate cannot be sent now whoever asks, or None."""
+    when = now()
+    if when < facts.not_before:
+        return f"it is not valid before {facts.not_before:%Y-%m-%d %H:%M:%S} UTC"
+    if when > facts.not_after:
+        return f"it expired on {facts.not_after:%Y-%m-%d %H:%M:%S} UTC"
+    if not facts.client_auth:
+        return "its extended key usage does not include TLS client authentication"
+    return None
+
+
+def fit(
+    request: Any, x509: Any, key: Any, chain: list[Any], facts: _der.Facts | None = None
+) -> tuple[bool, str]:
+    """Whether a certificate (and chain) fits the request, and why in words.
+
+    ``facts``: the certificate's, if already read (a Credential keeps them).
+    """
+    why = unusable(facts or _der.facts(_i2d_x509(x509)))
+    if why is not None:
+        return False, why
     offered = request.signature_algorithms
     if offered:  # empty only before TLS 1.2, where a request names none
         usable = schemes_for(key, request.version)
@@ -92,7 +134,7 @@ def fit(request: Any, x509: Any, key: Any, chain: list[Any]) -> tuple[bool, str]
 def supports(request: Any, credential_or_cert: Any, key: Any = None, chain: Any = ()) -> bool:
     if isinstance(credential_or_cert, Credential):
         c = credential_or_cert
-        return fit(request, c._x509, c._key, c._chain)[0]
+        return fit(request, c._x509, c._key, c._chain, c._get_facts())[0]
     x509 = load_certificate(credential_or_cert)
     pkey = lib.X509_get0_pubkey(x509) if key is None else load_private_key(key)
     return fit(request, x509, pkey, [load_certificate(item) for item in chain])[0]
@@ -106,14 +148,16 @@ class Wallet:
 
     def __init__(self, credentials: Iterable[Credential]) -> None:
         self.credentials: list[Credential] = list(credentials)
+        self.skipped: list[tuple[str, str]] = []
+        """``(path, reason)`` of each file ``from_directory`` could not use."""
         for item in self.credentials:
             if not isinstance(item, Credential):
                 raise TypeError(f"a Wallet holds Credentials, not {type(item).__name__}")
 
     def choose(self, request: Any) -> Credential | None:
-        for credential in self.credentials:
-            if fit(request, credential._x509, credential._key, credential._chain)[0]:
-                return credential
+        for c in self.credentials:
+            if fit(request, c._x509, c._key, c._chain, c._get_facts())[0]:
+                return c
         return None
 
     __call__ = choose
@@ -128,66 +172,43 @@ class Wallet:
         return f"<Wallet of {len(self.credentials)}: {[c.subject for c in self.credentials]!r}>"
 
     @classmethod
-    def from_directory(
-        cls, path: str | os.PathLike[str], password: str | bytes | None = None
-    ) -> Wallet:
-        """Read every credential in a directory.
+    def from_directory(cls, path: str | os.PathLike[str], password: Passwords = None) -> Wallet:
+        """Every usable credential in a directory, in file name order.
 
-        ``*.p12``/``*.pfx`` (with ``password``); a ``*.pem`` holding a key and
-        its certificates; or a ``NAME.pem``/``NAME.crt`` beside ``NAME.key``.
-        Files are read in name order; an unreadable or unmatched file raises
-        ``ccb.Error`` naming it.
+        Reads ``.p12``/``.pfx`` files; PEM or DER certificates (``.pem``,
+        ``.crt``, ``.cer``, ``.der``), the extra certificates of a PEM being
+        its chain; and private keys, in a certificate's PEM or their own file
+        (``.key``, or a ``.pem`` holding only a key). A certificate without
+        its key is paired with the key of the directory that matches its
+        public key (``NAME.key`` tried first). Extensions are matched in any
+        case. ``password``: one for every file, a mapping from file name to
+        password, or a callable taking the file's path.
+
+        A file that gives no credential is left out, listed in
+        ``wallet.skipped`` as ``(path, reason)`` and named in one warning;
+        ``ccb.Error`` only when nothing is usable. A file of certificates that
+        all belong to credentials found (certbot's ``cert.pem`` and
+        ``chain.pem``) is not reported.
         """
         root = os.path.expanduser(os.fspath(path))
         try:
             names = sorted(os.listdir(root))
         except OSError as exc:
             raise Error(f"cannot read the wallet directory {root!r}: {exc.strerror}") from exc
-        credentials = []
-        keys = {n for n in names if n.endswith(".key")}
-        for name in names:
-            file = os.path.join(root, name)
-            stem, ext = os.path.splitext(name)
-            try:
-                if ext in (".p12", ".pfx"):
-                    credentials.append(Credential.from_pkcs12(file, password))
-                elif ext in (".pem", ".crt", ".cer"):
-                    credentials.append(_load_pem_file(file, keys, stem, password))
-            except (Error, TypeError, ValueError) as exc:
-                raise Error(f"wallet file {file!r}: {exc}") from exc
-            except OSError as exc:
-                raise Error(f"wallet file {file!r}: cannot read it: {exc.strerror}") from exc
+        credentials, skipped = read_directory(root, names, password)
+        said = "; ".join(f"{os.path.basename(file)}: {why}" for file, why in skipped)
         if not credentials:
-            raise Error(f"the wallet directory {root!r} holds no credentials")
-        return cls(credentials)
+            if not skipped:
+                raise Error(f"the wallet directory {root!r} holds no credentials")
+            raise Error(f"the wallet directory {root!r} holds no usable credentials: {said}")
+        if skipped:
+            warnings.warn(
+                f"wallet directory {root!r}: skipped {len(skipped)} file(s): {said}",
+                stacklevel=2,
+            )
+        wallet = cls(credentials)
+        wallet.skipped = skipped
+        return wallet
 
 
-def _load_pem_file(
-    file: str, keys: set[str], stem: str, password: str | bytes | None
-) -> Credential:
-    with open(file, "rb") as f:
-        data = f.read()
-    certs = load_certificates(data)
-    if b"PRIVATE KEY-----" in data:
-        key: Any = data
-    elif f"{stem}.key" in keys:
-        key = os.path.join(os.path.dirname(file), f"{stem}.key")
-    else:
-        raise Error(f"no private key in it, and no {stem}.key beside it")
-    return Credential(certs[0], load_private_key(key, password), certs[1:])
-
-
-def load_certificates(data: bytes) -> list[Any]:
-    """Every certificate of a PEM bundle, in order (owned ``X509 *``)."""
-    bio = ffi.gc(lib.BIO_new_mem_buf(data, len(data)), lib.BIO_free)
-    certs = []
-    lib.ERR_set_mark()
-    while True:
-        x509 = lib.PEM_read_bio_X509(bio, ffi.NULL, ffi.NULL, ffi.new("char[]", b""))
-        if x509 == ffi.NULL:
-            break
-        certs.append(ffi.gc(x509, lib.X509_free))
-    lib.ERR_pop_to_mark()  # the end of the bundle is reported as an error: not one
-    if not certs:
-        raise Error("no PEM certificate in it")
-    return certs
+_load_pem_file = load_pem_file  # the command line reads single files with it

@@ -57,20 +57,27 @@ def issue(
     ca: bool = False,
     key: str = "ec",
     digest: str = "sha256",
+    valid: tuple[datetime.timedelta, datetime.timedelta] | None = None,
+    eku: list[x509.ObjectIdentifier] | None = None,
 ) -> Issued:
-    """A CA (``ca=True``) or leaf certificate; self-signed when ``issuer`` is None."""
+    """A CA (``ca=True``) or leaf certificate; self-signed when ``issuer`` is None.
+
+    ``valid``: its validity, as offsets from now (default: an hour ago to a
+    day on); ``eku``: a leaf's extended key usage (default: clientAuth).
+    """
     if isinstance(subject, str):
         subject = name((NameOID.COMMON_NAME, subject))
     private = new_key(key)
     now = datetime.datetime.now(datetime.timezone.utc)
+    start, end = valid or (datetime.timedelta(hours=-1), datetime.timedelta(days=1))
     builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(issuer.cert.subject if issuer else subject)
         .public_key(private.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
+        .not_valid_before(now + start)
+        .not_valid_after(now + end)
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
     )
     if ca:
@@ -78,7 +85,8 @@ def issue(
     else:
         usage = dict(key_cert_sign=False, crl_sign=False, digital_signature=True)
         builder = builder.add_extension(
-            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+            x509.ExtendedKeyUsage(eku or [x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]),
+            critical=False,
         )
     builder = builder.add_extension(
         x509.KeyUsage(

@@ -90,7 +90,7 @@ def test_password_protected_pem_key(ca, server_cert, client_cert, client_der):
     cert_pem = client_cert.cert_chain_pems[0].bytes()
     with pytest.raises(ccb.Error, match="password"):
         ccb.Credential.load(cert_pem, encrypted, password="wrong")
-    with pytest.raises(ccb.Error, match="not a PEM or DER private key"):
+    with pytest.raises(ccb.Error, match="the private key is encrypted and needs a password"):
         ccb.Credential.load(cert_pem, encrypted)  # no password: refused, never prompted
     credential = ccb.Credential.load(cert_pem, encrypted, password="s3cret")
     pair = MemoryPair(server_context(ca, server_cert))

@@ -76,6 +76,39 @@ def test_signature_algorithms_are_the_servers(ca, server_cert, pki, version, con
     assert seen == [expected]
 
 
+def test_legacy_tls12_signature_schemes_have_their_names(ca, server_cert, pki):
+    """A default nginx sends dsa_sha224 (0x0302) under TLS 1.2: named, not a number."""
+    seen: list[list[str]] = []
+    configured = "DSA+SHA224:RSA+SHA224:ECDSA+SHA224:DSA+SHA256:ECDSA+SHA256"  # no SHA-1: level 1+
+    server = selecting_server(
+        server_cert,
+        trust=(pki["root_a"],),
+        sigalgs=configured,
+        version="TLSv1.2",
+        verify=ssl.CERT_OPTIONAL,
+    )
+    handshake_with(server, ca, lambda r: seen.append(r.signature_algorithms))
+    assert seen == [
+        [
+            "dsa_sha224",
+            "rsa_pkcs1_sha224",
+            "ecdsa_sha224",
+            "dsa_sha256",
+            "ecdsa_secp256r1_sha256",
+        ]
+    ]
+
+
+def test_a_default_servers_signature_schemes_all_have_names(ca, server_cert, pki, version):
+    seen: list[list[str]] = []
+    server = selecting_server(
+        server_cert, trust=(pki["root_a"],), version=version, verify=ssl.CERT_OPTIONAL
+    )
+    handshake_with(server, ca, lambda r: seen.append(r.signature_algorithms))
+    assert seen[0]
+    assert [s for s in seen[0] if s.startswith("0x")] == []
+
+
 def test_no_acceptable_cas_gives_an_empty_list(ca, server_cert, pki):
     seen: list[Any] = []
     server = selecting_server(server_cert, trust=(pki["root_a"],))
