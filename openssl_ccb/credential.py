@@ -254,6 +254,21 @@ def _stack_of(certs: list[Any]) -> Any:
     return stack
 
 
-# Re-exported: the trampoline and return_codes import them from here.
-from ._cache import by_objects as by_objects  # noqa: E402
-from ._cache import coerce as coerce  # noqa: E402
+def _i2d_name(name: Any) -> bytes:
+    size = lib.i2d_X509_NAME(name, ffi.NULL)
+    buf = ffi.new("unsigned char[]", max(size, 0))
+    lib.i2d_X509_NAME(name, ffi.new("unsigned char **", buf))
+    return bytes(ffi.buffer(buf, max(size, 0)))
+
+
+def _d2i_name(der: bytes) -> Any:
+    cursor = ffi.new("unsigned char **", ffi.from_buffer(der))
+    name = lib.d2i_X509_NAME(ffi.NULL, cursor, len(der))
+    if name == ffi.NULL:
+        raise error_from_queue("the server sent a CA name that cannot be parsed")
+    return ffi.gc(name, lib.X509_NAME_free)
+
+
+def _name_string(der: bytes) -> str:
+    """A DER-encoded name as an RFC 4514 string."""
+    return name_to_string(_d2i_name(der))

@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ._binding import ffi, lib
-from .credential import _i2d_x509, name_to_string
-from .errors import Error, error_from_queue
+from .credential import _d2i_name, _i2d_name, _i2d_x509, name_to_string
+from .errors import Error
 
 # TLS SignatureScheme code points (IANA registry) to their names. The legacy
 # TLS 1.2 pairs (SHA-224, DSA) carry the names OpenSSL gives them: default
@@ -64,29 +64,6 @@ SIGNATURE_SCHEMES = {
 }
 
 
-def _i2d_name(name: Any) -> bytes:
-    size = lib.i2d_X509_NAME(name, ffi.NULL)
-    buf = ffi.new("unsigned char[]", max(size, 0))
-    lib.i2d_X509_NAME(name, ffi.new("unsigned char **", buf))
-    return bytes(ffi.buffer(buf, max(size, 0)))
-
-
-def _d2i_name(der: bytes) -> Any:
-    cursor = ffi.new("unsigned char **", ffi.from_buffer(der))
-    name = lib.d2i_X509_NAME(ffi.NULL, cursor, len(der))
-    if name == ffi.NULL:
-        raise error_from_queue("the server sent a CA name that cannot be parsed")
-    return ffi.gc(name, lib.X509_NAME_free)
-
-
-def _name_string(der: bytes) -> str:
-    """A DER-encoded name as an RFC 4514 string."""
-    return name_to_string(_d2i_name(der))
-
-
-_LOOKUP: Any = object()
-
-
 class CertificateRequest:
     """The server's certificate request, read lazily from the connection."""
 
@@ -95,18 +72,15 @@ class CertificateRequest:
     # The trampoline builds requests with object.__new__ and sets only _ssl and
     # attempt (an __init__ frame, inside every handshake, was measured): _call
     # (the driver's Call) and _parsed_cas stay unset until first needed.
+    _ssl: Any  # the SSL *, None once the callback has returned
     _call: Any
     _parsed_cas: list[tuple[bytes, Any]]
     # How .connection finds its driver: the core's exception channel sets it
     # (core.channel.call_for), so that this value module imports no core.
     _locate: Callable[[Any], Any] = staticmethod(lambda ssl: None)
 
-    def __init__(self, ssl: Any, attempt: int, call: Any = _LOOKUP) -> None:
-        self._ssl = ssl
-        self.attempt: int = attempt
-        """1 on the first call for this connection, 2 after one suspension, ..."""
-        if call is not _LOOKUP:
-            self._call = call
+    attempt: int
+    """1 on the first call for this certificate request, 2 after one suspension, ..."""
 
     @property
     def ssl(self) -> Any:

@@ -27,11 +27,11 @@ from ._wallet_files import Passwords, load_pem_file, read_directory
 from .credential import (
     Credential,
     _i2d_x509,
+    _name_string,
     load_certificate,
     load_private_key,
 )
 from .errors import Error
-from .request import _name_string
 
 
 def _utc_now() -> datetime.datetime:

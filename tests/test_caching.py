@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from tlsutil import MemoryPair, client_context, server_context
 
 import openssl_ccb as ccb
-from openssl_ccb.credential import coerce
+from openssl_ccb._cache import coerce
 
 
 def same_size_pair(ca: trustme.CA) -> tuple[trustme.LeafCert, trustme.LeafCert]:

@@ -15,7 +15,7 @@ from tlsutil import MemoryPair, client_context, server_context
 
 import openssl_ccb as ccb
 from openssl_ccb import ffi, lib
-from openssl_ccb.credential import coerce
+from openssl_ccb._cache import coerce
 
 
 def _forms(leaf: trustme.LeafCert, tmp: Path) -> dict[str, Callable[[], Any]]:

@@ -29,7 +29,8 @@ from __future__ import annotations
 from typing import Any, NamedTuple, Union
 
 from .._binding import lib
-from ..credential import Credential, coerce
+from .._cache import coerce
+from ..credential import Credential
 from ..errors import Error, WantX509Lookup
 
 SEND_NONE = 0  # the outcome NONE

@@ -12,7 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from .._binding import ffi
-from ..request import SIGNATURE_SCHEMES, CertificateRequest, _name_string
+from ..credential import _name_string
+from ..request import SIGNATURE_SCHEMES, CertificateRequest
 from .pyopenssl import binding
 
 TLS1_2_VERSION = 0x0303
