@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 from . import _der
 from ._binding import lib
-from ._wallet_files import Passwords, load_pem_file, read_directory
+from ._wallet_files import Passwords, read_directory
 from .credential import (
     Credential,
     _i2d_x509,
@@ -162,6 +162,11 @@ class Wallet:
 
     __call__ = choose
 
+    def explain(self, request: Any) -> list[tuple[Credential, bool, str]]:
+        """Each credential, in order, whether it fits ``request`` and why in
+        words: the reasoning behind ``choose``, for people (the CLI shows it)."""
+        return [(c, *fit(request, c._x509, c._key, c._chain, c._get_facts())) for c in self]
+
     def __iter__(self) -> Iterator[Credential]:
         return iter(self.credentials)
 
@@ -209,6 +214,3 @@ class Wallet:
         wallet = cls(credentials)
         wallet.skipped = skipped
         return wallet
-
-
-_load_pem_file = load_pem_file  # the command line reads single files with it

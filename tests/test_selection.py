@@ -465,3 +465,33 @@ def test_unreadable_wallet_file(tmp_path):
     path.mkdir()  # unreadable as a file, even for root
     with pytest.raises(ccb.Error, match=r"secret\.pem"):
         ccb.Wallet.from_directory(tmp_path)
+
+
+def test_a_wallet_explains_each_choice_in_words(ca, server_cert, pki, version):
+    """Wallet.explain: choose's reasoning for every credential, in order (what
+    `openssl-ccb connect` prints), and it agrees with what choose sends."""
+    wallet = ccb.Wallet([pki["ec_b"].credential(), pki["rsa_a"].credential()])
+    explained: list[list[tuple[str, bool, str]]] = []
+
+    def choose(request: ccb.CertificateRequest) -> Any:
+        explained.append([(c.subject, ok, why) for c, ok, why in wallet.explain(request)])
+        return wallet.choose(request)
+
+    server = selecting_server(
+        server_cert,
+        trust=(pki["root_a"], pki["root_b"]),
+        names=(pki["root_a"],),
+        sigalgs="ecdsa_secp256r1_sha256:rsa_pss_rsae_sha256",
+        version=version,
+    )
+    assert handshake_with(server, ca, choose).peer_der() == pki["rsa_a"].der
+    [(b_subject, b_ok, b_why), (a_subject, a_ok, a_why)] = explained[0]
+    assert (b_subject, b_ok, a_subject, a_ok) == (
+        "CN=ec leaf of B",
+        False,
+        "CN=rsa leaf of A",
+        True,
+    )
+    assert b_why == "no certificate of its chain was issued by a CA the server accepts"
+    assert "CN=Root A" in a_why
+    assert "rsa_pss_rsae_sha256" in a_why

@@ -16,7 +16,7 @@ from ..api import set_client_cert_cb
 from ..credential import Credential
 from ..errors import Error
 from ..request import CertificateRequest
-from ..selection import Wallet, _load_pem_file, fit
+from ..selection import Wallet
 from .common import VERDICT_WAIT, _connect, _context, _server_name, _shown
 
 
@@ -28,11 +28,13 @@ def _wallet(paths: Sequence[str], password: str | None) -> Wallet:
         elif path.lower().endswith((".p12", ".pfx")):
             credentials.append(Credential.from_pkcs12(path, password))
         else:
-            directory, name = os.path.split(path)
-            stem = os.path.splitext(name)[0]
             try:
-                keys = {n for n in os.listdir(directory or ".") if n == f"{stem}.key"}
-                credentials.append(_load_pem_file(path, keys, stem, password))
+                with open(path, "rb") as f:
+                    holds_key = b"PRIVATE KEY-----" in f.read()
+                key = path if holds_key else f"{os.path.splitext(path)[0]}.key"
+                if not holds_key and not os.path.exists(key):
+                    raise Error(f"no private key in it, and no {os.path.basename(key)} beside it")
+                credentials.append(Credential.load(path, key, password=password))
             except (Error, OSError) as exc:
                 reason = exc.strerror if isinstance(exc, OSError) else exc
                 raise Error(f"wallet file {path!r}: {reason}") from exc
@@ -162,8 +164,7 @@ def connect(args: argparse.Namespace) -> int:
 
     def choose(request: CertificateRequest) -> Credential | None:
         reasons = []
-        for credential in wallet:
-            ok, why = fit(request, credential._x509, credential._key, credential._chain)
+        for credential, ok, why in wallet.explain(request):
             if ok:
                 outcome.update(credential=credential, why=why)
                 return credential
