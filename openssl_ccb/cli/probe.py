@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import datetime
 import ssl
 from typing import Any
 
-from .. import __version__
+from .. import __version__, _der
 from .._binding import lib
 from ..api import set_client_cert_cb
 from ..credential import load_certificate, name_to_string
@@ -17,50 +16,13 @@ from ..request import CertificateRequest
 from .common import _connect, _context, _json_text, _Probed, _server_name, _shown, _sni
 
 
-def _tlv(der: bytes, pos: int) -> tuple[int, int, int]:
-    """One DER element at ``pos``: its tag, where its content starts and ends."""
-    tag, length = der[pos], der[pos + 1]
-    pos += 2
-    if length & 0x80:
-        size = length & 0x7F
-        if not 1 <= size <= 4 or pos + size > len(der):
-            raise ValueError("bad DER length")
-        length, pos = int.from_bytes(der[pos : pos + size], "big"), pos + size
-    if pos + length > len(der):
-        raise ValueError("DER element overruns its certificate")
-    return tag, pos, pos + length
-
-
-def _time(der: bytes, tag: int, start: int, end: int) -> str:
-    text = der[start:end].decode("ascii")
-    if tag == 0x17:  # UTCTime, YYMMDDHHMMSSZ; RFC 5280: YY < 50 is 20YY
-        text = ("20" if int(text[:2]) < 50 else "19") + text
-    elif tag != 0x18:  # GeneralizedTime, YYYYMMDDHHMMSSZ
-        raise ValueError("not a time")
-    when = datetime.datetime.strptime(text, "%Y%m%d%H%M%SZ")
-    return when.replace(tzinfo=datetime.timezone.utc).isoformat()
-
-
-def _validity(der: bytes) -> tuple[str, str]:
-    """notBefore and notAfter of a DER certificate (RFC 5280 4.1), as ISO 8601."""
-    _, pos, _ = _tlv(der, 0)  # Certificate
-    _, pos, _ = _tlv(der, pos)  # tbsCertificate
-    if der[pos] == 0xA0:  # [0] version
-        pos = _tlv(der, pos)[2]
-    for _field in ("serialNumber", "signature", "issuer"):
-        pos = _tlv(der, pos)[2]
-    _, pos, _ = _tlv(der, pos)  # validity
-    before = _tlv(der, pos)
-    after = _tlv(der, before[2])
-    return _time(der, *before), _time(der, *after)
-
-
 def _certificate(der: bytes | None) -> dict[str, Any] | None:
     if der is None:
         return None
     x509 = load_certificate(der, "the server's certificate")
     try:
-        not_before, not_after = _validity(der)
+        read = _der.facts(der)
+        not_before, not_after = read.not_before.isoformat(), read.not_after.isoformat()
     except (IndexError, ValueError):  # OpenSSL parsed it: only an odd time gets here
         not_before = not_after = "unreadable"
     return {
