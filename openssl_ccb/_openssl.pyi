@@ -1,8 +1,9 @@
 # Types of the compiled CFFI module that build_ffi.py generates, seen by users
 # as ``openssl_ccb.ffi`` and ``openssl_ccb.lib``. Every C pointer, array and
 # function pointer is a ``_CDataBase`` (``ffi.CData`` at run time); C integers
-# are ``int``. ``Lib`` names exactly what build_ffi.py declares
-# (tests/test_packaging.py compares it with the compiled module).
+# are ``int``. ``Lib`` names exactly what build_ffi.py declares, each function
+# with its parameters (tests/test_binding_surface.py compares it with the
+# compiled module).
 
 from collections.abc import Callable
 from typing import Any, ClassVar
