@@ -97,6 +97,9 @@ def test_the_libssl_probes_are_functions_the_binding_calls():
     assert set(libssl_proof.PROBES) <= set(_declared())
     assert all(address != 0 for address in libssl_proof.OURS.values())
     assert lib.openssl_ccb_probe_name(len(libssl_proof.PROBES)) == ffi.NULL
+    proof = (ROOT / "docs" / "libssl.md").read_text().split("**The same library.**", 1)[1]
+    named = re.findall(r"`(\w+)`", proof.split("\n\n", 1)[0])
+    assert [n for n in named if n in _declared()] == list(libssl_proof.PROBES)  # as documented
 
 
 def _builder(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
