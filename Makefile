@@ -11,11 +11,12 @@ DEBIAN_PYTHON ?= /usr/bin/python3
 DEBIAN_VENV   ?= .venv-debian
 DEBIAN_PY     := $(DEBIAN_VENV)/bin/python
 DEBIAN_STAMP  := $(DEBIAN_VENV)/.installed
-SOURCES       := pyproject.toml setup.py build_ffi.py $(wildcard openssl_ccb/*.py)
+C_SOURCES     := $(wildcard src/*.c src/*.h)
+SOURCES       := pyproject.toml setup.py build_ffi.py $(C_SOURCES) $(wildcard openssl_ccb/*.py)
 
 .PHONY: deps demo test test-main test-debian test-all lint clean memcheck soak bench bench-debian
 
-$(STAMP): pyproject.toml setup.py build_ffi.py
+$(STAMP): pyproject.toml setup.py build_ffi.py $(C_SOURCES)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'

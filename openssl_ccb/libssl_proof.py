@@ -16,11 +16,20 @@ import os
 
 from ._binding import ffi, lib
 
-PROBES = ("SSL_CTX_new", "SSL_CTX_get_options", "SSL_get_error", "X509_free", "EVP_PKEY_free")
+
+def _our_probes() -> dict[str, int]:
+    """The probes' names and addresses, from the C table (one list, in C)."""
+    probes = {}
+    i = 0
+    while (name := lib.openssl_ccb_probe_name(i)) != ffi.NULL:
+        probes[ffi.string(name).decode()] = int(lib.openssl_ccb_probe_address(i))
+        i += 1
+    return probes
 
 
-def our_address(name: str) -> int:
-    return int(ffi.cast("uintptr_t", lib.openssl_ccb_address(name.encode())))
+# Where this module's own calls to these functions land.
+OURS = _our_probes()
+PROBES = tuple(OURS)
 
 
 def shares_our_libssl(path: str | None) -> tuple[bool, str]:
@@ -42,7 +51,7 @@ def shares_our_libssl(path: str | None) -> tuple[bool, str]:
         theirs = {n: ctypes.cast(getattr(handle, n), ctypes.c_void_p).value for n in PROBES}
     except (OSError, AttributeError) as exc:
         return False, f"its OpenSSL functions cannot be resolved ({exc})"
-    if theirs != {n: our_address(n) for n in PROBES}:
+    if theirs != OURS:
         return False, "its OpenSSL functions are at other addresses than openssl-ccb's"
     return True, ""
 
