@@ -152,6 +152,7 @@ int SSL_do_handshake(SSL *);
 int SSL_get_error(const SSL *, int);
 int SSL_read(SSL *, void *, int);
 int SSL_write(SSL *, const void *, int);
+int SSL_shutdown(SSL *);
 int SSL_is_init_finished(const SSL *);
 const char *SSL_get_version(const SSL *);
 long SSL_set_tlsext_host_name(SSL *, const char *);

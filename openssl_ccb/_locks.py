@@ -4,7 +4,7 @@ A child of fork() has only the thread that forked: a lock another thread held
 at that moment would stay held in the child forever, and the child's first
 set_client_cert_cb would hang. Each lock made here is replaced by a new,
 free one in the child (``os.register_at_fork``). (The C state lock has its
-own ``pthread_atfork`` handlers, in build_ffi.py.)
+own ``pthread_atfork`` handlers, in src/openssl_ccb.c.)
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """The trampoline: one static C ``client_cert_cb`` for every context, and its
 Python half.
 
-OpenSSL calls ``openssl_ccb_client_cert_cb`` (C, in build_ffi.py), which
+OpenSSL calls ``openssl_ccb_client_cert_cb`` (C, in src/openssl_ccb.c), which
 finds the context's ``ContextState`` in the context's ex_data slot and calls
-``openssl_ccb_dispatch`` (``extern "Python"``, never ``ffi.callback``) with
+``openssl_ccb_dispatch`` (cffi's ``extern "Python+C"``, never ``ffi.callback``) with
 it. ``install``/``installed`` set and read what a context runs.
 
 Swapping is atomic for a concurrent handshake: it sees the old or the new

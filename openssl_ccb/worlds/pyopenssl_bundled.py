@@ -2,7 +2,7 @@
 
 The ``SSL_CTX *`` belongs to another OpenSSL and must never reach ours. The
 callable is installed through cryptography's own binding as
-``SSL_CTX_set_cert_cb`` (a static C function of ours, build_ffi.py) and
+``SSL_CTX_set_cert_cb`` (a static C function of ours, src/openssl_ccb.c) and
 answers as ``client_cert_cb`` would, through the one dispatch
 (``core.dispatch.answer``, the ``cert_cb`` row of its code table):
 

@@ -2,7 +2,7 @@
 
 That binding can read the acceptable CAs, the server name and the version,
 but not the server's signature algorithms (no ``SSL_get_sigalgs``): a C
-``msg_callback`` (build_ffi.py) hands Python only a CertificateRequest the
+``msg_callback`` (src/openssl_ccb.c) hands Python only a CertificateRequest the
 peer sent, which is kept on its Connection as it came and parsed only when
 asked for.
 """
