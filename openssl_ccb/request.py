@@ -64,6 +64,22 @@ SIGNATURE_SCHEMES = {
 }
 
 
+# TLS 1.2 ClientCertificateType values (RFC 5246 7.4.4, RFC 8422 5.5) to their names.
+CERTIFICATE_TYPES = {
+    1: "rsa_sign",
+    2: "dss_sign",
+    3: "rsa_fixed_dh",
+    4: "dss_fixed_dh",
+    64: "ecdsa_sign",
+    65: "rsa_fixed_ecdh",
+    66: "ecdsa_fixed_ecdh",
+}
+
+
+def certificate_type_names(codes: bytes) -> list[str]:
+    return [CERTIFICATE_TYPES.get(code, f"0x{code:02x}") for code in codes]
+
+
 class CertificateRequest:
     """The server's certificate request, read lazily from the connection."""
 
@@ -118,6 +134,16 @@ class CertificateRequest:
             code = (rhash[0] << 8) | rsig[0]
             schemes.append(SIGNATURE_SCHEMES.get(code, f"0x{code:04x}"))
         return schemes
+
+    @property
+    def certificate_types(self) -> list[str]:
+        """TLS 1.2's client certificate types the server accepts, in its order
+        (``"rsa_sign"``, ``"ecdsa_sign"``, ...); empty under TLS 1.3, which has none."""
+        types = ffi.new("const unsigned char **")
+        count = lib.SSL_get0_certificate_types(self.ssl, types)
+        if count <= 0 or types[0] == ffi.NULL:
+            return []
+        return certificate_type_names(bytes(ffi.buffer(types[0], count)))
 
     @property
     def server_name(self) -> str | None:

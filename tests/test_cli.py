@@ -98,6 +98,20 @@ def test_probe_json(server_cert, pki, cafile, capsys):
         == pki["root_a"].cert.subject.public_bytes()
     )
     assert report["signature_algorithms"] == ["ecdsa_secp256r1_sha256"]
+    assert report["certificate_types"] == ["ecdsa_sign"]  # TLS 1.2's, as its sigalgs allow
+
+
+def test_probe_shows_tls12_client_certificate_types(server_cert, pki, cafile, capsys):
+    """Under TLS 1.2 the server's certificate types, as the callback reads them;
+    TLS 1.3 has none, and the line is left out."""
+    lines = {}
+    for version in ("TLSv1.2", "TLSv1.3"):
+        with asking_server(server_cert, pki, version=version) as server:
+            assert main(["probe", f"localhost:{server.port}", "--cafile", cafile]) == 0
+        out = capsys.readouterr().out
+        lines[version] = [line for line in out.splitlines() if "certificate types" in line]
+    assert lines["TLSv1.3"] == []
+    assert lines["TLSv1.2"] == ["client certificate types: ecdsa_sign"]  # ECDSA sigalgs only
 
 
 def test_probe_of_a_server_that_asks_nothing(server_cert, pki, cafile, capsys):

@@ -11,7 +11,17 @@ from certs import Issued, issue, name
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
-from tlsutil import MemoryPair, RawEnd, client_context, pump, raw_client_ctx, selecting_server
+from tlsutil import (
+    MemoryPair,
+    RawEnd,
+    client_context,
+    pump,
+    raw_client_ctx,
+    selecting_server,
+    server_context,
+)
+from worlds import WORLDS, Link, MemoryClient, MemoryServer
+from worlds import client_context as world_context
 
 import openssl_ccb as ccb
 from openssl_ccb import ffi, lib
@@ -495,3 +505,25 @@ def test_a_wallet_explains_each_choice_in_words(ca, server_cert, pki, version):
     assert b_why == "no certificate of its chain was issued by a CA the server accepts"
     assert "CN=Root A" in a_why
     assert "rsa_pss_rsae_sha256" in a_why
+
+
+def test_certificate_types_are_the_servers_in_every_world(ca, server_cert, credential, version):
+    """TLS 1.2's client certificate types as the server sent them, the same in
+    every world (read with SSL_get0_certificate_types, or on pyOpenSSL's
+    bundled route from the CertificateRequest itself); TLS 1.3 has none."""
+    seen = {}
+    for world in WORLDS:
+        ctx = world_context(world, ca, version)
+        asked: list[list[str]] = []
+        ccb.set_client_cert_cb(
+            ctx, lambda r, asked=asked: asked.append(r.certificate_types) or credential
+        )
+        server = server_context(ca, server_cert, version=version)
+        link = Link(MemoryClient(world, ctx), MemoryServer(server))
+        link.handshake()
+        link.exchange()
+        seen[world] = asked
+    expected = [] if version == "TLSv1.3" else seen["stdlib"][0]
+    assert seen == {world: [expected] for world in WORLDS}
+    if version == "TLSv1.2":
+        assert {"rsa_sign", "ecdsa_sign"} <= set(expected)  # what OpenSSL's server offers

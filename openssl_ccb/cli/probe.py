@@ -44,6 +44,7 @@ def _describe(request: CertificateRequest) -> dict[str, Any]:
         "acceptable_cas": request.acceptable_ca_names,
         "acceptable_cas_der_hex": [der.hex() for der in request.acceptable_cas],
         "signature_algorithms": request.signature_algorithms,
+        "certificate_types": request.certificate_types,  # TLS 1.2 only
     }
 
 
@@ -86,6 +87,8 @@ def probe(args: argparse.Namespace) -> int:
     for name in cas:
         print(f"  {_shown(name)}")
     print(_shown(f"signature algorithms: {', '.join(report['signature_algorithms']) or 'unknown'}"))
+    if report["certificate_types"]:  # TLS 1.3 has none
+        print(_shown(f"client certificate types: {', '.join(report['certificate_types'])}"))
     return 0
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from .._binding import ffi
 from ..credential import _name_string
-from ..request import SIGNATURE_SCHEMES, CertificateRequest
+from ..request import SIGNATURE_SCHEMES, CertificateRequest, certificate_type_names
 from .pyopenssl import binding
 
 TLS1_2_VERSION = 0x0303
@@ -118,6 +118,16 @@ class BundledCertificateRequest(CertificateRequest):
         connection = self._connection
         received = None if connection is None else connection.__dict__.get(REQUEST_KEY)
         return (None if received is None else offered_schemes(*received)) or []
+
+    @property
+    def certificate_types(self) -> list[str]:
+        self._their()
+        connection = self._connection
+        received = None if connection is None else connection.__dict__.get(REQUEST_KEY)
+        if received is None or received[1] != TLS1_2_VERSION:
+            return []
+        types = _vector(received[0][4:], 0, 1)  # the first field after type and length
+        return [] if types is None else certificate_type_names(types[0])
 
     @property
     def server_name(self) -> str | None:
