@@ -40,7 +40,9 @@ def _element(der: bytes, pos: int, end: int) -> tuple[int, int, int]:
         count = length & 0x7F
         if not 0 < count <= 4 or pos + count > end:
             raise ValueError("bad DER length")
-        length = int.from_bytes(der[pos : pos + count], "big")
+        length = 0
+        for k in range(pos, pos + count):  # byte by byte: see _time
+            length = length << 8 | der[k]
         pos += count
     if pos + length > end:
         raise ValueError("truncated DER")
@@ -57,14 +59,33 @@ def _children(der: bytes, start: int, end: int) -> list[tuple[int, int, int]]:
 
 
 def _time(der: bytes, tag: int, start: int, end: int) -> datetime.datetime:
-    text = der[start:end].decode("ascii")
+    """A validity time, its digits read byte by byte: no strptime and no
+    int.from_bytes, which valgrind misreports on some CPython builds (this
+    runs inside handshakes, under make memcheck)."""
     if tag == 0x17:  # UTCTime, YYMMDDHHMMSSZ: 50-99 are 19xx (RFC 5280 4.1.2.5.1)
-        year = int(text[:2])
-        text = f"{1900 + year if year >= 50 else 2000 + year}{text[2:]}"
-    elif tag != 0x18:  # GeneralizedTime, YYYYMMDDHHMMSSZ
+        digits = _digits(der, start, start + 12)
+        year = digits[0] * 10 + digits[1]
+        year += 1900 if year >= 50 else 2000
+        rest = digits[2:]
+    elif tag == 0x18:  # GeneralizedTime, YYYYMMDDHHMMSSZ
+        digits = _digits(der, start, start + 14)
+        year = digits[0] * 1000 + digits[1] * 100 + digits[2] * 10 + digits[3]
+        rest = digits[4:]
+    else:
         raise ValueError("a validity time is neither UTCTime nor GeneralizedTime")
-    when = datetime.datetime.strptime(text[:14], "%Y%m%d%H%M%S")
-    return when.replace(tzinfo=_UTC)
+    if end != start + len(digits) + 1 or der[end - 1] != 0x5A:  # ends in "Z"
+        raise ValueError("a validity time not in UTC (RFC 5280 4.1.2.5)")
+    month, day, hour, minute, second = (rest[k] * 10 + rest[k + 1] for k in range(0, 10, 2))
+    return datetime.datetime(year, month, day, hour, minute, second, tzinfo=_UTC)
+
+
+def _digits(der: bytes, start: int, end: int) -> list[int]:
+    if end > len(der):
+        raise ValueError("truncated DER")
+    digits = [der[k] - 0x30 for k in range(start, end)]
+    if any(not 0 <= d <= 9 for d in digits):
+        raise ValueError("a validity time with a non-digit")
+    return digits
 
 
 def facts(der: bytes) -> Facts:
