@@ -202,10 +202,9 @@ ctx = ffi.gc(lib.SSL_CTX_new(lib.TLS_client_method()), lib.SSL_CTX_free)
 lib.SSL_CTX_set_min_proto_version(ctx, lib.TLS1_3_VERSION)
 ccb.set_client_cert_cb(ctx, choose)
 import ssl
-from OpenSSL import SSL
 stdlib_ctx = ssl.create_default_context()
 ccb.set_client_cert_cb(stdlib_ctx, ccb.Wallet([]))
-ccb.set_client_cert_cb(SSL.Context(SSL.TLS_CLIENT_METHOD), lambda request: None)
+ccb.set_client_cert_cb(stdlib_ctx, lambda request: None)
 ccb.set_client_cert_cb(stdlib_ctx, None)
 reveal_type(lib.SSL_CTX_set_client_cert_cb)
 reveal_type(ccb.set_client_cert_cb)
