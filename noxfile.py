@@ -10,6 +10,10 @@
 * ``pyopenssl23``: the oldest pyOpenSSL supported (23.x, before
   ``Context._used``) on its bundled OpenSSL: tests/test_pyopenssl.py.
 
+Every session that runs the suite installs ``.[test]``, which holds PyKCS11
+(tests/test_pkcs11.py; Debian's softhsm2 gives the token). ``pypy`` runs only
+tests/test_interpreters.py: neither PKCS#11 library has a PyPy wheel.
+
 Interpreters come from pyenv's versions ($PYENV_ROOT or ~/.pyenv) first, then PATH.
 A missing interpreter is an error, never a skip.
 """

@@ -77,7 +77,10 @@ class Module:
             try:
                 slots = [(s, self.lib.getTokenInfo(s)) for s in self.lib.getSlotList(True)]
             except p.PyKCS11Error as exc:
-                raise Error(f"PKCS#11 module {self.path!r}: cannot list tokens: {exc}") from exc
+                raise Error(
+                    f"PKCS#11 module {self.path!r}: cannot list its tokens to find "
+                    f"{_describe(uri)}: {exc}"
+                ) from exc
             wanted = {"label": uri.token, "manufacturerID": uri.manufacturer,
                       "serialNumber": uri.serial, "model": uri.model}  # fmt: skip
             found = [
@@ -95,14 +98,15 @@ class Module:
             slot, info = found[0]
             key = (slot, info.serialNumber.rstrip(" \0"))
             token = self.tokens.get(key)
-            if token is None:
-                token = self.tokens[key] = Token(self, slot, info, pin)
-            elif not token.same_pin(pin):
+            if token is not None and not token.same_pin(pin):
                 raise Error(
                     f"PKCS#11 token {token.label!r} is already logged in by this process "
                     "with another PIN"
                 )
+            if token is None:
+                token = Token(self, slot, info, pin)
             token.run(lambda session: None)  # opens and logs in now: a wrong PIN fails here
+            self.tokens[key] = token  # kept only once logged in
             return token
 
 

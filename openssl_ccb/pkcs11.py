@@ -120,7 +120,10 @@ class Signer:
             if generation != self.token.generation:  # a new session: find the key again
                 found = _keys(self.token, session, self.key_id, self.label)
                 if not found:
-                    raise Error(f"{self!r} is no longer on the token")
+                    raise Error(
+                        f"PKCS#11 token {self.token.label!r}: the key {self.label!r} is gone "
+                        "(the token was removed, or the key deleted)"
+                    )
                 handle = found[0]["handle"]
                 self._handle = (self.token.generation, handle)
             return bytes(session.sign(handle, data, mechanism))
