@@ -22,6 +22,10 @@ _GONE = {
 }  # fmt: skip
 
 
+class PinRequired(Error):
+    """The token needs a login and no PIN was given (the CLI then asks for one)."""
+
+
 def pykcs11() -> Any:
     """PyKCS11, imported when first needed: the base install has only cffi."""
     try:
@@ -150,7 +154,7 @@ class Token:
         if self.login_required:
             if self._pin is None:
                 session.closeSession()
-                raise Error(f"PKCS#11 token {self.label!r} needs a PIN (pin=, or pin-value=)")
+                raise PinRequired(f"PKCS#11 token {self.label!r} needs a PIN (pin=, or pin-value=)")
             try:
                 session.login(self._pin)
             except p.PyKCS11Error as exc:

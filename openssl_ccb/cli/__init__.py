@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import Error
+from . import pkcs11
 from .common import _VERSIONS, TIMEOUT, _shown, _target, _timeout
 from .connect import connect
 from .probe import info, probe
@@ -68,12 +69,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=probe)
 
-    c = commands.add_parser("connect", help="connect, choosing a certificate from a wallet")
+    # allow_abbrev=False: "--pin 1234" must not be taken for "--pin-file 1234".
+    c = commands.add_parser(
+        "connect", help="connect, choosing a certificate from a wallet", allow_abbrev=False
+    )
     common(c)
     c.add_argument(
         "--wallet",
         action="append",
-        required=True,
         metavar="PATH",
         help="a directory, .p12/.pfx file, or PEM file (key inside or NAME.key beside);"
         " repeat for more",
@@ -90,6 +93,7 @@ def _parser() -> argparse.ArgumentParser:
         help="read the password from FILE's first line (on a terminal, without either,"
         " a wallet that needs a password asks for it)",
     )
+    pkcs11.add_arguments(c, "its certificates that have their key there; repeat for more")
     c.add_argument(
         "--get", metavar="/PATH", help="send one HTTP GET; print the status line and the body"
     )
@@ -98,7 +102,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     c.set_defaults(run=connect)
 
-    i = commands.add_parser("info", help="libssl, and the route each kind of context takes")
+    i = commands.add_parser(
+        "info",
+        help="libssl, and the route each kind of context takes; or what a token holds",
+        allow_abbrev=False,
+    )
+    pkcs11.add_arguments(i, "list its certificates, with their keys (instead)")
     i.set_defaults(run=info)
     return parser
 
@@ -111,6 +120,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         if args.command == "connect" and not any(e.startswith("-") for e in extra):
             hint = " (give --wallet once for each path: --wallet A --wallet B)"
         parser.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
+    if args.command == "connect" and not (args.wallet or args.pkcs11):
+        parser.error("connect needs --wallet PATH or --pkcs11 URI (or both)")
     if args.command == "connect" and args.include and not args.get:
         parser.error("--include goes with --get")
     return args
@@ -118,6 +129,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(argv)
+    if args.command == "info" and args.pkcs11:
+        args.run = pkcs11.show
     try:
         return int(args.run(args))
     except ssl.SSLCertVerificationError as exc:

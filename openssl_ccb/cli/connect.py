@@ -17,6 +17,7 @@ from ..credential import Credential
 from ..errors import Error
 from ..request import CertificateRequest
 from ..selection import Wallet
+from . import pkcs11
 from .common import VERDICT_WAIT, _connect, _context, _server_name, _shown
 
 
@@ -158,7 +159,7 @@ def _get(args: argparse.Namespace, tls: ssl.SSLSocket, outcome: dict[str, Any]) 
 
 
 def connect(args: argparse.Namespace) -> int:
-    wallet = _load_wallet(args)
+    wallet = Wallet([*(_load_wallet(args) if args.wallet else ()), *pkcs11.token_credentials(args)])
     ctx = _context(args)
     outcome: dict[str, Any] = {}
 
