@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 import softhsm
 import trustme
+from cryptography.hazmat.primitives.serialization import Encoding
+from peers import SServer, page_certificate
 from test_cli import read_until
 
 PIN = "cli-pin-5150"
@@ -155,3 +157,31 @@ def test_connect_needs_a_wallet_or_a_token() -> None:
     result = run("connect", "localhost:1")
     assert result.returncode == 2
     assert "connect needs --wallet PATH or --pkcs11 URI (or both)" in result.stderr
+
+
+@pytest.mark.parametrize("version", ["-tls1_3", "-tls1_2"])
+@pytest.mark.parametrize("named", ["ca", "other_ca"])
+def test_connect_signs_on_the_token(
+    token: softhsm.Token, pin_file: Path, server_cert: Any, tmp_path: Path,
+    request: pytest.FixtureRequest, version: str, named: str,
+) -> None:  # fmt: skip
+    """s_server names one CA: the token's certificate from that CA is sent, signed there."""
+    cert = tmp_path / "server.pem"
+    server_cert.private_key_and_cert_chain_pem.write_to_path(str(cert))
+    trusted = tmp_path / "client-ca.pem"
+    request.getfixturevalue(named).cert_pem.write_to_path(str(trusted))
+    cafile = tmp_path / "ca.pem"
+    request.getfixturevalue("ca").cert_pem.write_to_path(str(cafile))
+    verify = ["-CAfile", str(trusted), "-Verify", "1", "-verify_return_error", version]
+    with SServer(cert, *verify) as server:
+        result = run("connect", f"localhost:{server.port}", "--cafile", str(cafile),
+                     "--pkcs11", token.uri, "--pin-file", str(pin_file), "--get", "/")  # fmt: skip
+    assert result.returncode == 0, result
+    expected = "token client ec" if named == "ca" else "token client rsa"
+    assert f"sent: CN={expected}\n" in result.stdout
+    sent = next(
+        k for k in token.keys if k.cert and k.cert.subject.rfc4514_string().endswith(expected)
+    )
+    assert sent.cert is not None
+    assert page_certificate(result.stdout.encode()) == sent.cert.public_bytes(Encoding.DER)
+    assert PIN not in result.stdout + result.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 import subprocess
@@ -15,8 +16,11 @@ import PyKCS11 as P
 import pytest
 import softhsm
 import trustme
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding
+from peers import Nginx, SServer, nginx_record, page_certificate, page_verify_code
+from tlsutil import server_context
+from worlds import WORLDS, Link, MemoryClient, MemoryServer, client_context, get
 
 import openssl_ccb as ccb
 from openssl_ccb import pkcs11
@@ -213,6 +217,24 @@ def test_many_threads_share_one_token_session(filled: softhsm.Token) -> None:
     assert errors == []
 
 
+def test_a_closed_session_is_reopened_and_logged_in_again(
+    token: softhsm.Token, ca: trustme.CA
+) -> None:
+    key = token.add_key("k", "p256", ca)
+    (item,) = pkcs11.contents(token.uri, pin=PIN)
+    assert item.signer is not None
+    generation = item.signer.token.generation
+    verify(
+        key.public, item.signer(b"one", "ecdsa_secp256r1_sha256"), b"one", "ecdsa_secp256r1_sha256"
+    )
+    # C_CloseAllSessions, as another part of the application might: the login ends too.
+    token.module.lib.closeAllSessions(token.slot)
+    verify(
+        key.public, item.signer(b"two", "ecdsa_secp256r1_sha256"), b"two", "ecdsa_secp256r1_sha256"
+    )
+    assert item.signer.token.generation == generation + 1
+
+
 # --- PINs, tokens and modules that are not there ----------------------------------------
 
 
@@ -313,3 +335,119 @@ def test_without_pykcs11_the_error_names_the_extra() -> None:
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "PKCS#11 needs PyKCS11: pip install 'openssl-ccb[pkcs11]'", out
+
+
+# --- real handshakes: the token signs CertificateVerify ---------------------------------
+
+
+def token_credential(filled: softhsm.Token, kind: str) -> ccb.Credential:
+    return ccb.Credential.from_pkcs11(
+        f"pkcs11:token={filled.label};object=key-{kind}?module-path={softhsm.MODULE}", pin=PIN
+    )
+
+
+def der_of(key: softhsm.Key) -> bytes:
+    assert key.cert is not None
+    return key.cert.public_bytes(serialization.Encoding.DER)
+
+
+@pytest.mark.parametrize("world", WORLDS)
+@pytest.mark.parametrize("version", ["TLSv1.2", "TLSv1.3"])
+@pytest.mark.parametrize("kind", ["p256", "p384", "rsa"])
+def test_handshake_signed_on_the_token(
+    filled: softhsm.Token, ca: trustme.CA, server_cert: Any, world: str, version: str, kind: str
+) -> None:
+    credential = token_credential(filled, kind)
+    key = next(k for k in filled.keys if k.kind == kind)
+    assert credential.certificate == der_of(key)
+    ctx = client_context(world, ca, version)
+    ccb.set_client_cert_cb(ctx, lambda request: credential)
+    server = MemoryServer(server_context(ca, server_cert, version=version))
+    link = Link(MemoryClient(world, ctx), server)
+    link.handshake()
+    link.exchange()  # TLS 1.3: the server has read (and verified) CertificateVerify
+    assert server.peer_der() == der_of(key)
+
+
+def test_many_threads_handshake_with_one_token_credential(
+    filled: softhsm.Token, ca: trustme.CA, server_cert: Any
+) -> None:
+    credential = token_credential(filled, "p256")
+    server_ctx = server_context(ca, server_cert)
+    errors: list[BaseException] = []
+    start = threading.Barrier(8)
+
+    def work(n: int) -> None:
+        try:
+            start.wait()
+            for _ in range(5):
+                ctx = client_context(WORLDS[n % 2], ca, "TLSv1.3")  # stdlib and raw
+                ccb.set_client_cert_cb(ctx, lambda request: credential)
+                server = MemoryServer(server_ctx)
+                link = Link(MemoryClient(WORLDS[n % 2], ctx), server)
+                link.handshake()
+                link.exchange()
+                assert server.peer_der() == credential.certificate
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
+def test_wallet_from_pkcs11_picks_by_the_servers_ca(
+    token: softhsm.Token, ca: trustme.CA, other_ca: trustme.CA, server_cert: Any
+) -> None:
+    mine = token.add_key("from ca", "p256", ca)
+    theirs = token.add_key("from other ca", "rsa", other_ca)
+    wallet = ccb.Wallet.from_pkcs11(token.uri, pin=PIN)
+    assert len(wallet) == 2
+    for named, expected in ((ca, mine), (other_ca, theirs)):
+        ctx = client_context("stdlib", ca, "TLSv1.3")
+        ccb.set_client_cert_cb(ctx, wallet)
+        server_ctx = server_context(ca, server_cert, client_cas=(named,), trust=(other_ca,))
+        server = MemoryServer(server_ctx)
+        link = Link(MemoryClient("stdlib", ctx), server)
+        link.handshake()
+        link.exchange()
+        assert server.peer_der() == der_of(expected)
+
+
+def test_credential_from_pkcs11_with_two_keys_asks_which(filled: softhsm.Token) -> None:
+    with pytest.raises(ccb.Error, match=r"3 certificates .* name one with object="):
+        ccb.Credential.from_pkcs11(filled.uri, pin=PIN)
+
+
+@pytest.mark.parametrize("peer", ["s_server", "nginx"])
+@pytest.mark.parametrize("version", ["TLSv1.2", "TLSv1.3"])
+@pytest.mark.parametrize("kind", ["p256", "rsa"])
+def test_real_peers_accept_the_token_signature(
+    filled: softhsm.Token, ca: trustme.CA, server_cert: Any, tmp_path: Path,
+    peer: str, version: str, kind: str,
+) -> None:  # fmt: skip
+    credential = token_credential(filled, kind)
+    key = next(k for k in filled.keys if k.kind == kind)
+    cert = tmp_path / "server.pem"
+    server_cert.private_key_and_cert_chain_pem.write_to_path(str(cert))
+    cafile = tmp_path / "client-ca.pem"
+    ca.cert_pem.write_to_path(str(cafile))
+    if peer == "s_server":
+        server: Any = SServer(cert, "-CAfile", str(cafile), "-Verify", "1", "-verify_return_error")
+    else:
+        server = Nginx(tmp_path, cert, verify="on", client_cas=cafile)
+    ctx = client_context("stdlib", ca, version)
+    ccb.set_client_cert_cb(ctx, lambda request: credential)
+    with server:
+        response = get("stdlib", ctx, server.port)
+    if peer == "s_server":
+        assert page_certificate(response) == der_of(key)
+        assert page_verify_code(response) == 0
+    else:
+        seen = nginx_record(response)
+        assert seen["verify"] == "SUCCESS", server.log
+        assert seen["protocol"] == version
+        assert seen["fingerprint"].lower() == hashlib.sha1(der_of(key)).hexdigest()
