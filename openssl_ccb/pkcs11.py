@@ -76,6 +76,7 @@ class Signer:
         self._handle: tuple[int, Any] = (token.generation, key["handle"])
         mechanisms = set(token.run(lambda s: token.module.lib.getMechanismList(token.slot)))
         self._mechanisms = mechanisms
+        self._plans: dict[str, tuple[Any, str | None, bytes]] = {}
         self.schemes: list[str] = []
         if self.key_type == "EC" and "CKM_ECDSA" in mechanisms and key["params"] in _CURVES:
             self.schemes = [_CURVES[key["params"]]]
@@ -92,28 +93,33 @@ class Signer:
     def __repr__(self) -> str:
         return f"<PKCS#11 {self.key_type} key {self.label!r} on {self.token!r}>"
 
-    def _mechanism(self, scheme: str, message: bytes) -> tuple[Any, bytes]:
+    def _plan(self, scheme: str) -> tuple[Any, str | None, bytes]:
+        """(mechanism, hash to apply in Python or None, prefix of that digest)."""
         p = pykcs11()
         if scheme not in self.schemes:
             raise Error(f"{self!r} cannot sign {scheme} (it can: {self.schemes})")
         if scheme == "ed25519":
-            return p.Mechanism(p.CKM_EDDSA, None), message
+            return p.Mechanism(p.CKM_EDDSA, None), None, b""
         h = scheme.rsplit("_", 1)[1]
-        digest = hashlib.new(h, message).digest()
         if scheme.startswith("ecdsa_"):
-            return p.Mechanism(p.CKM_ECDSA, None), digest
+            return p.Mechanism(p.CKM_ECDSA, None), h, b""
         name = f"CKM_{h.upper()}_RSA_PKCS"
         if scheme.startswith("rsa_pkcs1_"):
             if name in self._mechanisms:
-                return p.Mechanism(p.CKM[name], None), message
-            return p.Mechanism(p.CKM_RSA_PKCS, None), _DIGEST_INFO[h] + digest
+                return p.Mechanism(p.CKM[name], None), None, b""
+            return p.Mechanism(p.CKM_RSA_PKCS, None), h, _DIGEST_INFO[h]
+        size = hashlib.new(h).digest_size  # TLS: PSS salt length = hash length
         hash_mech, mgf = p.CKM[f"CKM_{h.upper()}"], p.CKG[f"CKG_MGF1_{h.upper()}"]
-        if name + "_PSS" in self._mechanisms:  # TLS: salt length = hash length
-            return p.RSA_PSS_Mechanism(p.CKM[name + "_PSS"], hash_mech, mgf, len(digest)), message
-        return p.RSA_PSS_Mechanism(p.CKM_RSA_PKCS_PSS, hash_mech, mgf, len(digest)), digest
+        if name + "_PSS" in self._mechanisms:
+            return p.RSA_PSS_Mechanism(p.CKM[name + "_PSS"], hash_mech, mgf, size), None, b""
+        return p.RSA_PSS_Mechanism(p.CKM_RSA_PKCS_PSS, hash_mech, mgf, size), h, b""
 
     def __call__(self, message: bytes, scheme: str) -> bytes:
-        mechanism, data = self._mechanism(scheme, message)
+        plan = self._plans.get(scheme)
+        if plan is None:
+            plan = self._plans[scheme] = self._plan(scheme)
+        mechanism, h, prefix = plan
+        data = message if h is None else prefix + hashlib.new(h, message).digest()
 
         def sign(session: Any) -> bytes:
             generation, handle = self._handle
