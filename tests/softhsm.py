@@ -17,7 +17,7 @@ from typing import Any
 import PyKCS11 as P
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from openssl_ccb._pkcs11_token import Module
@@ -112,6 +112,9 @@ class Token:
                 if kind == "rsa":
                     public += [(P.CKA_MODULUS_BITS, 2048), (P.CKA_PUBLIC_EXPONENT, (1, 0, 1))]
                     mech = P.Mechanism(P.CKM_RSA_PKCS_KEY_PAIR_GEN, None)
+                elif kind == "ed25519":
+                    public.append((P.CKA_EC_PARAMS, bytes.fromhex("06032b6570")))  # id-Ed25519
+                    mech = P.Mechanism(P.CKM_EC_EDWARDS_KEY_PAIR_GEN, None)
                 else:
                     public.append((P.CKA_EC_PARAMS, bytes.fromhex(CURVES[kind][0])))
                     mech = P.Mechanism(P.CKM_EC_KEY_PAIR_GEN, None)
@@ -128,7 +131,10 @@ class Token:
                     raw = (
                         bytes(point)[2:] if bytes(point)[1] < 0x80 else bytes(point)[3:]
                     )  # DER OCTET STRING
-                    key = ec.EllipticCurvePublicKey.from_encoded_point(CURVES[kind][1], raw)
+                    if kind == "ed25519":
+                        key = ed25519.Ed25519PublicKey.from_public_bytes(raw)
+                    else:
+                        key = ec.EllipticCurvePublicKey.from_encoded_point(CURVES[kind][1], raw)
                 item = Key(label, key_id, kind, key)
                 if store_cert:
                     item.cert = certificate_for(key, subject or label, issuer)

@@ -169,6 +169,16 @@ def test_every_declared_scheme_signs_and_verifies(filled: softhsm.Token) -> None
             verify(key.public, item.signer(message, scheme), message, scheme)
 
 
+def test_ed25519_on_the_token(token: softhsm.Token, ca: trustme.CA) -> None:
+    key = token.add_key("ed", "ed25519", ca)
+    (item,) = pkcs11.contents(token.uri, pin=PIN)
+    assert item.key_type == "EC_EDWARDS"
+    assert item.signer is not None
+    assert item.signer.schemes == ["ed25519"]  # CKM_EDDSA, on the whole message
+    message = os.urandom(300)
+    key.public.verify(item.signer(message, "ed25519"), message)
+
+
 def test_a_scheme_the_key_cannot_do_is_refused(filled: softhsm.Token) -> None:
     (item,) = pkcs11.contents(f"pkcs11:token={filled.label};object=key-p256", PIN, softhsm.MODULE)
     assert item.signer is not None
