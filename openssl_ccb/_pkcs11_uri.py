@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Optional
 
 # Path attributes (RFC 7512 section 2.3, with slot-* from RFC 7512's errata and
 # p11-kit); query attributes. Vendor attributes ("x-...") are kept, unused.
@@ -22,19 +21,19 @@ _ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
 class Pkcs11Uri:
     """The attributes of a ``pkcs11:`` URI, percent-decoded; None when absent."""
 
-    token: Optional[str] = None  # noqa: UP045 (a dataclass field is evaluated on 3.9)
-    manufacturer: Optional[str] = None  # noqa: UP045
-    serial: Optional[str] = None  # noqa: UP045
-    model: Optional[str] = None  # noqa: UP045
-    object: Optional[str] = None  # noqa: UP045 (the object's CKA_LABEL)
-    type: Optional[str] = None  # noqa: UP045
-    id: Optional[bytes] = None  # noqa: UP045 (the object's CKA_ID)
-    slot_id: Optional[int] = None  # noqa: UP045
-    module_path: Optional[str] = None  # noqa: UP045
-    module_name: Optional[str] = None  # noqa: UP045
-    pin_source: Optional[str] = None  # noqa: UP045
+    token: str | None = None
+    manufacturer: str | None = None
+    serial: str | None = None
+    model: str | None = None
+    object: str | None = None  # the object's CKA_LABEL
+    type: str | None = None
+    id: bytes | None = None  # the object's CKA_ID
+    slot_id: int | None = None
+    module_path: str | None = None
+    module_name: str | None = None
+    pin_source: str | None = None
     # Never shown: a URI's PIN must not reach a log through repr().
-    pin_value: Optional[str] = dataclasses.field(default=None, repr=False)  # noqa: UP045
+    pin_value: str | None = dataclasses.field(default=None, repr=False)
     other: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
