@@ -10,6 +10,8 @@ packages it (``python3-pykcs11``), so the same-libssl route needs no pip; it
 has manylinux wheels for CPython 3.9 to 3.13; it is a thin SWIG layer over the
 whole PKCS#11 API (PSS parameters, CKM_EDDSA), with no policy of its own.
 Neither library has PyPy wheels (PyKCS11 builds there from its sdist with swig).
+The price: PyKCS11 keeps the GIL during C_Sign (SWIG without -threads), so a
+slow token (a smart card: ~100 ms) stalls the process's other Python threads.
 
 One session per token, logged in once and shared by every credential of that
 token; all calls into a module are serialised by its lock (PKCS#11 sessions
