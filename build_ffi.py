@@ -29,7 +29,8 @@ from typing import NoReturn
 from cffi import FFI
 
 MODULE = "openssl_ccb._openssl"
-C_SOURCES = ["src/openssl_ccb.c"]  # relative to the project root, as setuptools wants
+# relative to the project root, as setuptools wants
+C_SOURCES = ["src/openssl_ccb.c", "src/openssl_ccb_signer.c"]
 C_HEADERS = ["src/openssl_ccb.h"]
 
 INSTALL_HINT = (
@@ -257,6 +258,10 @@ X509 *openssl_ccb_get1_peer_certificate(const SSL *);
 int openssl_ccb_ec_curve(const EVP_PKEY *);
 void openssl_ccb_free_x509_stack(openssl_ccb_X509_STACK *);
 int openssl_ccb_password_cb(char *, int, int, void *);
+
+/* Signers: keys whose private half is a Python callable */
+int openssl_ccb_signers_available(void);
+EVP_PKEY *openssl_ccb_signer_key(X509 *, void *);
 """
 
 # "Python+C": cffi defines them without ``static``, so that openssl_ccb.c (the
@@ -267,6 +272,9 @@ extern "Python+C" void openssl_ccb_release(void *);
 extern "Python+C" int openssl_ccb_foreign_dispatch(void *, uintptr_t);
 extern "Python+C" void openssl_ccb_foreign_certificate_request(
     void *, uintptr_t, int, const unsigned char *, size_t);
+extern "Python+C" int openssl_ccb_sign(
+    void *, int, const unsigned char *, size_t, unsigned char *, size_t *);
+extern "Python+C" void openssl_ccb_signer_release(void *);
 """
 
 

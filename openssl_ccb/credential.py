@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import datetime
 import os
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, Callable
 
-from . import _der
+from . import _der, _pkcs12
 from ._binding import ffi, lib
-from ._parse import CertificateLike, KeyLike, Password, _bytes, _encoded, load_certificates
+from ._parse import CertificateLike, KeyLike, Password, load_certificates
 from ._parse import load_certificate as load_certificate
 from ._parse import load_private_key as load_private_key
 from .errors import Error, drain_error_queue, error_from_queue
@@ -34,6 +35,7 @@ class Credential:
         "_facts",
         "_foreign",
         "_key",
+        "_signer",
         "_x509",
     )
 
@@ -54,6 +56,7 @@ class Credential:
         self._chain_arg = ffi.NULL if self._chain_stack is None else self._chain_stack
         self._foreign: Any = None  # the same, parsed by pyOpenSSL's bundled OpenSSL
         self._facts: _der.Facts | None = None  # read when first asked for
+        self._signer: Any = None  # a core.signer.Signer when the key is one
 
     @classmethod
     def load(
@@ -86,53 +89,70 @@ class Credential:
         )
 
     @classmethod
+    def from_signer(
+        cls,
+        certificate: CertificateLike,
+        sign: Callable[[bytes, str], bytes],
+        chain: Any = (),
+        schemes: Iterable[str] | None = None,
+    ) -> Credential:
+        """A credential whose private key is never in this process: ``sign`` signs.
+
+        ``sign(message, scheme)`` returns the signature of ``message`` (what
+        TLS signs; the signer hashes it as the scheme says) under ``scheme``,
+        a TLS SignatureScheme name such as ``"ecdsa_secp256r1_sha256"``,
+        ``"rsa_pss_rsae_sha256"``, ``"rsa_pkcs1_sha256"`` or ``"ed25519"``:
+        ECDSA as DER, RSA as many bytes as the modulus. It runs during the
+        handshake, on its thread; what it raises reaches the code that drove
+        the handshake. ``schemes``: the names it signs with (None: all that
+        the certificate's key type allows); ``request.supports()`` and
+        ``Wallet`` honour them, and a handshake in which OpenSSL chose
+        another fails with ``ccb.Error``.
+
+        Needs OpenSSL 3 (the key is one of openssl-ccb's own provider); not
+        on pyOpenSSL's bundled route, whose OpenSSL is not this one.
+        """
+        from .core.signer import Signer, key_for
+
+        if not callable(sign):
+            raise TypeError(f"sign must be callable, got {type(sign).__name__}")
+        allowed = None
+        if schemes is not None:
+            if isinstance(schemes, (str, bytes)):
+                raise TypeError("schemes is a list of scheme names, not one string")
+            allowed = frozenset(schemes)
+            if not allowed:
+                raise ValueError("schemes is empty: the signer could never sign")
+        check_chain_type(chain)
+        leaf, *rest = load_certificates(certificate)
+        if rest and chain:
+            raise ValueError(
+                f"the certificate holds {len(rest) + 1} certificates (a leaf and its chain) "
+                "and chain= was given too: give the intermediates in one place"
+            )
+        signer = Signer(sign, allowed)
+        self = cls(
+            leaf,
+            key_for(leaf, signer),
+            rest
+            or [load_certificate(item, what=f"chain item {i}") for i, item in enumerate(chain)],
+        )
+        self._signer = signer
+        return self
+
+    @property
+    def schemes(self) -> frozenset[str] | None:
+        """The signature schemes a signer credential signs with; None: all its key allows."""
+        return None if self._signer is None else self._signer.schemes
+
+    @classmethod
     def from_pkcs12(cls, data_or_path: Any, password: Password = None) -> Credential:
         """A credential from a PKCS#12 (.p12/.pfx) file or its bytes, chain included.
 
         The chain is the path from the leaf up through the bundled CA
         certificates, without a self-signed root; unrelated extras are left out.
         """
-        what = "PKCS#12"
-        data = _encoded(data_or_path, what)  # "cannot read the PKCS#12 file '...'"
-        if isinstance(data_or_path, (str, os.PathLike)):
-            what = f"PKCS#12 file {os.fspath(data_or_path)!r}"
-        if data is None:
-            raise TypeError(f"{what}: expected bytes or a path, got {type(data_or_path).__name__}")
-        bio = ffi.gc(lib.BIO_new_mem_buf(data, len(data)), lib.BIO_free)
-        p12 = lib.d2i_PKCS12_bio(bio, ffi.NULL)
-        if p12 == ffi.NULL:
-            raise error_from_queue(f"{what} is not PKCS#12")
-        p12 = ffi.gc(p12, lib.PKCS12_free)
-        key = ffi.new("EVP_PKEY **")
-        cert = ffi.new("X509 **")
-        cas = ffi.new("openssl_ccb_X509_STACK **")
-        phrase = ffi.NULL if password is None else ffi.new("char[]", _bytes(password))
-        if lib.PKCS12_parse(p12, phrase, key, cert, cas) != 1:
-            exc = error_from_queue(f"cannot open {what}")
-            reasons = " ".join(reason for _, reason, _ in exc.errors)
-            if "mac verify failure" in reasons:
-                if password is None:
-                    raise Error(f"{what} needs a password") from None
-                raise Error(f"wrong password for {what}") from None
-            if "unsupported" in reasons:
-                raise Error(f"{what} {_LEGACY_PKCS12}") from None
-            raise exc
-        # PKCS12_parse hands us one reference to each; ffi.gc owns them now.
-        extras = []
-        if cas[0] != ffi.NULL:
-            for i in range(lib.sk_X509_num(cas[0])):
-                item = lib.sk_X509_value(cas[0], i)
-                lib.X509_up_ref(item)
-                extras.append(ffi.gc(item, lib.X509_free))
-            lib.openssl_ccb_free_x509_stack(cas[0])
-        if cert[0] == ffi.NULL or key[0] == ffi.NULL:
-            if cert[0] != ffi.NULL:
-                lib.X509_free(cert[0])
-            if key[0] != ffi.NULL:
-                lib.EVP_PKEY_free(key[0])
-            raise Error(f"{what} holds no certificate with its private key")
-        leaf = ffi.gc(cert[0], lib.X509_free)
-        return cls(leaf, ffi.gc(key[0], lib.EVP_PKEY_free), _path_from(leaf, extras))
+        return cls(*_pkcs12.parse(data_or_path, password))
 
     @property
     def certificate(self) -> bytes:
@@ -169,6 +189,13 @@ class Credential:
 
     def _private_key_der(self) -> bytes:
         """The key, DER: only to hand it to another OpenSSL, never to show."""
+        if self._signer is not None:
+            raise Error(
+                "a signer credential cannot cross into another OpenSSL (its key is a signer "
+                "of openssl-ccb's own provider, in this libssl): on pyOpenSSL, use the "
+                "same-libssl route (pyOpenSSL on the system OpenSSL, e.g. Debian's), or an "
+                "ssl.SSLContext"
+            )
         size = lib.i2d_PrivateKey(self._key, ffi.NULL)
         if size <= 0:
             raise error_from_queue("could not encode the private key")
@@ -205,34 +232,6 @@ def _i2d_x509(x509: Any) -> bytes:
     buf = ffi.new("unsigned char[]", size)
     lib.i2d_X509(x509, ffi.new("unsigned char **", buf))
     return bytes(ffi.buffer(buf, size))
-
-
-def _path_from(leaf: Any, pool: list[Any]) -> list[Any]:
-    """The chain from ``leaf`` up through ``pool``, stopping before a self-signed root."""
-    chain: list[Any] = []
-    current = leaf
-    while True:
-        issuer = next(
-            (
-                c
-                for c in pool
-                if c not in chain and lib.X509_check_issued(c, current) == lib.X509_V_OK
-            ),
-            None,
-        )
-        if issuer is None or lib.X509_check_issued(issuer, issuer) == lib.X509_V_OK:
-            drain_error_queue()
-            return chain
-        chain.append(issuer)
-        current = issuer
-
-
-_LEGACY_PKCS12 = (
-    "is encrypted with a legacy algorithm (such as RC2) that this OpenSSL does not "
-    "enable: load OpenSSL's legacy provider (openssl.cnf), convert the file "
-    "(openssl pkcs12 -legacy, then -export without it), or read it with "
-    "cryptography's pkcs12.load_key_and_certificates and pass the objects"
-)
 
 
 def check_chain_type(chain: Any) -> None:

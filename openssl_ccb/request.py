@@ -10,59 +10,9 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ._binding import ffi, lib
+from ._schemes import SIGNATURE_SCHEMES as SIGNATURE_SCHEMES
 from .credential import _d2i_name, _i2d_name, _i2d_x509, name_to_string
 from .errors import Error
-
-# TLS SignatureScheme code points (IANA registry) to their names. The legacy
-# TLS 1.2 pairs (SHA-224, DSA) carry the names OpenSSL gives them: default
-# nginx and OpenSSL servers still send dsa_sha224 under TLS 1.2.
-SIGNATURE_SCHEMES = {
-    0x0201: "rsa_pkcs1_sha1",
-    0x0202: "dsa_sha1",
-    0x0203: "ecdsa_sha1",
-    0x0301: "rsa_pkcs1_sha224",
-    0x0302: "dsa_sha224",
-    0x0303: "ecdsa_sha224",
-    0x0401: "rsa_pkcs1_sha256",
-    0x0402: "dsa_sha256",
-    0x0403: "ecdsa_secp256r1_sha256",
-    0x0420: "rsa_pkcs1_sha256_legacy",
-    0x0501: "rsa_pkcs1_sha384",
-    0x0502: "dsa_sha384",
-    0x0503: "ecdsa_secp384r1_sha384",
-    0x0520: "rsa_pkcs1_sha384_legacy",
-    0x0601: "rsa_pkcs1_sha512",
-    0x0602: "dsa_sha512",
-    0x0603: "ecdsa_secp521r1_sha512",
-    0x0620: "rsa_pkcs1_sha512_legacy",
-    0x0704: "eccsi_sha256",
-    0x0705: "iso_ibs1",
-    0x0706: "iso_ibs2",
-    0x0707: "iso_chinese_ibs",
-    0x0708: "sm2sig_sm3",
-    0x0709: "gostr34102012_256a",
-    0x070A: "gostr34102012_256b",
-    0x070B: "gostr34102012_256c",
-    0x070C: "gostr34102012_256d",
-    0x070D: "gostr34102012_512a",
-    0x070E: "gostr34102012_512b",
-    0x070F: "gostr34102012_512c",
-    0x0804: "rsa_pss_rsae_sha256",
-    0x0805: "rsa_pss_rsae_sha384",
-    0x0806: "rsa_pss_rsae_sha512",
-    0x0807: "ed25519",
-    0x0808: "ed448",
-    0x0809: "rsa_pss_pss_sha256",
-    0x080A: "rsa_pss_pss_sha384",
-    0x080B: "rsa_pss_pss_sha512",
-    0x081A: "ecdsa_brainpoolP256r1tls13_sha256",
-    0x081B: "ecdsa_brainpoolP384r1tls13_sha384",
-    0x081C: "ecdsa_brainpoolP512r1tls13_sha512",
-    0x0904: "mldsa44",
-    0x0905: "mldsa65",
-    0x0906: "mldsa87",
-}
-
 
 # TLS 1.2 ClientCertificateType values (RFC 5246 7.4.4, RFC 8422 5.5) to their names.
 CERTIFICATE_TYPES = {

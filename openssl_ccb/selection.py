@@ -102,11 +102,17 @@ def unusable(facts: _der.Facts) -> str | None:
 
 
 def fit(
-    request: Any, x509: Any, key: Any, chain: list[Any], facts: _der.Facts | None = None
+    request: Any,
+    x509: Any,
+    key: Any,
+    chain: list[Any],
+    facts: _der.Facts | None = None,
+    schemes: frozenset[str] | None = None,
 ) -> tuple[bool, str]:
     """Whether a certificate (and chain) fits the request, and why in words.
 
-    ``facts``: the certificate's, if already read (a Credential keeps them).
+    ``facts``: the certificate's, if already read (a Credential keeps them);
+    ``schemes``: what a signer credential's signer can do (None: all).
     """
     why = unusable(facts or _der.facts(_i2d_x509(x509)))
     if why is not None:
@@ -114,6 +120,8 @@ def fit(
     offered = request.signature_algorithms
     if offered:  # empty only before TLS 1.2, where a request names none
         usable = schemes_for(key, request.version)
+        if schemes is not None:
+            usable &= schemes
         scheme = next((s for s in offered if s in usable), None)
         if scheme is None:
             return False, "its key signs with none of the server's signature algorithms"
@@ -131,10 +139,14 @@ def fit(
     return False, "no certificate of its chain was issued by a CA the server accepts"
 
 
+def _fit(request: Any, c: Credential) -> tuple[bool, str]:
+    return fit(request, c._x509, c._key, c._chain, c._get_facts(), c.schemes)
+
+
 def supports(request: Any, credential_or_cert: Any, key: Any = None, chain: Any = ()) -> bool:
     if isinstance(credential_or_cert, Credential):
         c = credential_or_cert
-        return fit(request, c._x509, c._key, c._chain, c._get_facts())[0]
+        return _fit(request, c)[0]
     x509 = load_certificate(credential_or_cert)
     pkey = lib.X509_get0_pubkey(x509) if key is None else load_private_key(key)
     return fit(request, x509, pkey, [load_certificate(item) for item in chain])[0]
@@ -156,7 +168,7 @@ class Wallet:
 
     def choose(self, request: Any) -> Credential | None:
         for c in self.credentials:
-            if fit(request, c._x509, c._key, c._chain, c._get_facts())[0]:
+            if _fit(request, c)[0]:
                 return c
         return None
 
@@ -165,7 +177,7 @@ class Wallet:
     def explain(self, request: Any) -> list[tuple[Credential, bool, str]]:
         """Each credential, in order, whether it fits ``request`` and why in
         words: the reasoning behind ``choose``, for people (the CLI shows it)."""
-        return [(c, *fit(request, c._x509, c._key, c._chain, c._get_facts())) for c in self]
+        return [(c, *_fit(request, c)) for c in self]
 
     def __iter__(self) -> Iterator[Credential]:
         return iter(self.credentials)

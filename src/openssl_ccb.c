@@ -52,7 +52,7 @@ void openssl_ccb_set_finalizing_probe(uintptr_t probe)
     openssl_ccb_is_finalizing = (int (*)(void))probe;
 }
 
-static int openssl_ccb_tearing_down(void)
+int openssl_ccb_tearing_down(void)
 {
     if (openssl_ccb_is_finalizing != NULL)
         return openssl_ccb_is_finalizing();

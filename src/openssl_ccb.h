@@ -50,12 +50,23 @@ OPENSSL_CCB_INTERNAL int openssl_ccb_foreign_dispatch(void *state, uintptr_t ssl
 OPENSSL_CCB_INTERNAL void openssl_ccb_foreign_certificate_request(
     void *state, uintptr_t ssl, int version, const unsigned char *message, size_t len);
 
+/* The signer (openssl_ccb_signer.c) signs `tbs` with the TLS SignatureScheme
+ * `scheme` (its IANA code point) into `sig`, at most *siglen bytes; 1 with
+ * *siglen set, or 0 (the exception kept for the code that drove the handshake). */
+OPENSSL_CCB_INTERNAL int openssl_ccb_sign(void *signer, int scheme, const unsigned char *tbs,
+                                          size_t tbslen, unsigned char *sig, size_t *siglen);
+/* A signer's key is freed: its Python signer (a handle) goes. */
+OPENSSL_CCB_INTERNAL void openssl_ccb_signer_release(void *signer);
+
 /* --- Defined in openssl_ccb.c, called from Python -------------------------- */
 
 /* Set-up, once per process (ex_data indexes, the fork handler); 1 if done. */
 OPENSSL_CCB_INTERNAL int openssl_ccb_init(void);
 OPENSSL_CCB_INTERNAL void openssl_ccb_set_exiting(void);
 OPENSSL_CCB_INTERNAL void openssl_ccb_set_finalizing_probe(uintptr_t probe);
+
+/* 1 while the interpreter is going away: no Python may run (openssl_ccb.c) */
+OPENSSL_CCB_INTERNAL int openssl_ccb_tearing_down(void);
 
 /* A context's state */
 OPENSSL_CCB_INTERNAL void *openssl_ccb_get_state(const SSL_CTX *ctx);
@@ -82,5 +93,12 @@ OPENSSL_CCB_INTERNAL X509 *openssl_ccb_get1_peer_certificate(const SSL *ssl);
 OPENSSL_CCB_INTERNAL int openssl_ccb_ec_curve(const EVP_PKEY *pkey);
 OPENSSL_CCB_INTERNAL void openssl_ccb_free_x509_stack(openssl_ccb_X509_STACK *stack);
 OPENSSL_CCB_INTERNAL int openssl_ccb_password_cb(char *buf, int size, int rwflag, void *userdata);
+
+/* Signers (openssl_ccb_signer.c): 1 if this OpenSSL has providers (3.0+); a
+ * key for `x509`'s public key whose signing calls the Python signer `handle`
+ * (released with openssl_ccb_signer_release when the key is freed), or NULL
+ * with the error queue set. */
+OPENSSL_CCB_INTERNAL int openssl_ccb_signers_available(void);
+OPENSSL_CCB_INTERNAL EVP_PKEY *openssl_ccb_signer_key(X509 *x509, void *handle);
 
 #endif

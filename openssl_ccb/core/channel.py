@@ -30,7 +30,6 @@ from typing import Any, Callable, NoReturn
 
 from .._binding import lib
 from ..errors import drain_error_queue
-from ..request import CertificateRequest
 from .state import state_of
 
 ERROR_KEY = "_ccb_error"  # where a connection object keeps its stashed exception
@@ -54,6 +53,12 @@ class Call:
     def fail(self, exc: BaseException) -> None:
         if self.error is None:  # the first problem is the cause
             self.error = exc
+
+    def failure(self) -> BaseException | None:
+        """The callback's exception, else this thread's signer failure, kept."""
+        if self.error is None:
+            self.error = take_signer_failure()
+        return self.error
 
     def raise_error(self) -> NoReturn:
         exc = self.error
@@ -80,8 +85,28 @@ def stash(connection: Any, exc: BaseException) -> None:
 
 
 def take(connection: Any) -> BaseException | None:
-    """The exception stashed on ``connection``, removed; None if there is none."""
+    """The exception stashed on ``connection`` (else this thread's signer
+    failure), removed; None if there is none."""
     error: BaseException | None = connection.__dict__.pop(ERROR_KEY, None)
+    return error if error is not None else take_signer_failure()
+
+
+def signer_failed(exc: BaseException) -> None:
+    """Keep a signer's exception for whoever drives this thread's OpenSSL call.
+
+    A signer is called by OpenSSL with no ``SSL *`` (a key does not know its
+    connection), but always inside the handshake call that signs, on its
+    thread, and that call then fails: its driver takes the exception next
+    (``take``, ``Call.failure``). The first one wins, as for a callback.
+    """
+    if getattr(_local, "signer_error", None) is None:
+        _local.signer_error = exc
+
+
+def take_signer_failure() -> BaseException | None:
+    error: BaseException | None = getattr(_local, "signer_error", None)
+    if error is not None:
+        _local.signer_error = None
     return error
 
 
@@ -127,6 +152,3 @@ def call_for(ssl: Any) -> Call | None:
     finder = None if state is None else state.finder
     found: Call | None = None if finder is None else finder(ssl)
     return found
-
-
-CertificateRequest._locate = staticmethod(call_for)

@@ -24,6 +24,10 @@ from . import channel
 from .dispatch import CODES, SEND_NONE, answer, refusal
 from .state import Finder, ensure_state, holder_of, state_of
 
+# A request finds where its callback reports through the channel; set here so
+# that the request, a value, imports no core.
+CertificateRequest._locate = staticmethod(channel.call_for)
+
 
 def install(pointer: Any, callback: Any, owner: Any = None, finder: Finder | None = None) -> None:
     """Set ``callback`` on an ``SSL_CTX *`` of our own libssl.

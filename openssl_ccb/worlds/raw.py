@@ -47,7 +47,7 @@ def refuse_foreign_cdata(ctx: object) -> None:
 
 def raise_for(ssl: Any, ret: int, call: channel.Call, action: str) -> NoReturn:
     """Translate a failed ``SSL_*`` call into an exception."""
-    if call.error is not None:
+    if call.failure() is not None:
         call.raise_error()
     code = lib.SSL_get_error(ssl, ret)
     if code == lib.SSL_ERROR_WANT_X509_LOOKUP:
@@ -97,7 +97,7 @@ def read(ssl: Any, size: int) -> bytes:
     finally:
         channel.pop(call)
     if ret <= 0:
-        if call.error is None and lib.SSL_get_error(ssl, ret) == lib.SSL_ERROR_ZERO_RETURN:
+        if call.failure() is None and lib.SSL_get_error(ssl, ret) == lib.SSL_ERROR_ZERO_RETURN:
             return b""  # a clean close: nothing queued (SSL_get_error only reads it)
         raise_for(ssl, ret, call, "SSL_read")
     return bytes(ffi.buffer(buf, ret))
