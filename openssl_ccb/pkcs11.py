@@ -30,7 +30,8 @@ from typing import Any
 
 from ._pkcs11_token import Module, Token, pykcs11
 from ._pkcs11_uri import Pkcs11Uri, parse_uri
-from .credential import Credential, _i2d_x509, _path_from, load_certificate
+from ._pkcs12 import _path_from
+from .credential import Credential, _i2d_x509, load_certificate
 from .errors import Error
 from .selection import Wallet
 
@@ -81,7 +82,10 @@ class Signer:
         self._plans: dict[str, tuple[Any, str | None, bytes]] = {}
         self.schemes: list[str] = []
         if self.key_type == "EC" and "CKM_ECDSA" in mechanisms and key["params"] in _CURVES:
-            self.schemes = [_CURVES[key["params"]]]
+            # The key's own curve first (TLS 1.3 binds the hash to it); TLS 1.2 may pick
+            # any hash, and CKM_ECDSA signs the digest we make, whichever it is.
+            own = _CURVES[key["params"]]
+            self.schemes = [own, *(s for s in _CURVES.values() if s != own)]
         elif self.key_type == "EC_EDWARDS" and "CKM_EDDSA" in mechanisms:
             self.schemes = ["ed25519"] if key["params"] in _ED25519 else []
         elif self.key_type == "RSA":
@@ -225,7 +229,7 @@ def _pin(uri: Pkcs11Uri, pin: str | None) -> str | None:
 
 def _credential(item: Item) -> Credential:
     assert item.signer is not None
-    return Credential.from_signer(  # type: ignore[attr-defined, no-any-return]
+    return Credential.from_signer(
         item.certificate, item.signer, chain=item.chain, schemes=item.signer.schemes
     )
 

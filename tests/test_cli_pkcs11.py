@@ -67,7 +67,7 @@ def test_info_lists_what_the_token_holds(token: softhsm.Token, pin_file: Path) -
     assert "O=openssl-ccb tests" in blocks["ec key"]
     assert "O=another CA" in blocks["rsa key"]
     assert "O=another CA" in blocks["no key"]
-    assert "private key: EC on the token; signs ecdsa_secp256r1_sha256\n" in out
+    assert "private key: EC on the token; signs ecdsa_secp256r1_sha256, ecdsa_secp384r1" in out
     assert "private key: RSA on the token; signs rsa_pkcs1_sha256, " in out
     assert "'no key' (id 9998)\n    subject: CN=keyless\n" in out
     assert "private key: not on the token" in out
