@@ -298,8 +298,9 @@ def test_a_token_that_is_not_there(hsm: Any, filled: softhsm.Token) -> None:
 
 
 def test_a_token_removed_after_login(tmp_path: Path) -> None:
-    """Its directory deleted under a live session: the next signature is a ccb.Error
-    naming the token. In a child process: SoftHSM breaks for the whole process then."""
+    """Its directory deleted under a live session: the next handshake fails with a
+    ccb.Error naming the token, raised where the handshake was driven, the error
+    queue empty. In a child process: SoftHSM breaks for the whole process then."""
     script = textwrap.dedent(f"""
         import shutil, sys
         from pathlib import Path
@@ -307,20 +308,34 @@ def test_a_token_removed_after_login(tmp_path: Path) -> None:
         import softhsm, trustme
         import openssl_ccb as ccb
         from openssl_ccb import pkcs11
+        from tlsutil import server_context
+        from worlds import Link, MemoryClient, MemoryServer, client_context
         root = Path({str(tmp_path)!r})
+        ca = trustme.CA()
         token = softhsm.Token(softhsm.start(root), "removable", {PIN!r})
-        token.add_key("k", "p256", trustme.CA())
-        (item,) = pkcs11.contents(token.uri, pin={PIN!r})
-        item.signer(b"before", "ecdsa_secp256r1_sha256")
+        token.add_key("k", "p256", ca)
+        credential = pkcs11.credential(token.uri, pin={PIN!r})
+        server_ctx = server_context(ca, ca.issue_cert("localhost"))
+
+        def handshake():
+            ctx = client_context("stdlib", ca, "TLSv1.3")
+            ccb.set_client_cert_cb(ctx, lambda request: credential)
+            link = Link(MemoryClient("stdlib", ctx), MemoryServer(server_ctx))
+            link.handshake()
+            link.exchange()
+
+        handshake()
         shutil.rmtree(root / "tokens")
         try:
-            item.signer(b"after", "ecdsa_secp256r1_sha256")
+            handshake()
         except ccb.Error as exc:
             print("ERROR", exc)
+        print("QUEUE", ccb.errors.drain_error_queue())
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("ERROR PKCS#11 token 'removable': the key 'k' is gone"), out.stdout
+    assert out.stdout.endswith("QUEUE []\n"), out.stdout
     assert PIN not in out.stdout + out.stderr
 
 
@@ -383,6 +398,21 @@ def test_handshake_signed_on_the_token(
         return
     link.handshake()
     link.exchange()  # TLS 1.3: the server has read (and verified) CertificateVerify
+    assert server.peer_der() == der_of(key)
+
+
+@pytest.mark.parametrize("version", ["TLSv1.2", "TLSv1.3"])
+def test_handshake_with_an_ed25519_key_on_the_token(
+    token: softhsm.Token, ca: trustme.CA, server_cert: Any, version: str
+) -> None:
+    key = token.add_key("ed", "ed25519", ca)
+    credential = pkcs11.credential(token.uri, pin=PIN)
+    ctx = client_context("raw", ca, version)
+    ccb.set_client_cert_cb(ctx, lambda request: credential)
+    server = MemoryServer(server_context(ca, server_cert, version=version))
+    link = Link(MemoryClient("raw", ctx), server)
+    link.handshake()
+    link.exchange()
     assert server.peer_der() == der_of(key)
 
 
