@@ -167,6 +167,7 @@ int SSL_use_PrivateKey(SSL *, EVP_PKEY *);
 openssl_ccb_X509_NAME_STACK *SSL_get_client_CA_list(const SSL *);
 long SSL_get0_certificate_types(SSL *, const unsigned char **);  /* a macro over SSL_ctrl */
 int SSL_get_sigalgs(SSL *, int, int *, int *, int *, unsigned char *, unsigned char *);
+int SSL_get_shared_sigalgs(SSL *, int, int *, int *, int *, unsigned char *, unsigned char *);
 void SSL_set_post_handshake_auth(SSL *, int);
 int SSL_set_ex_data(SSL *, int, void *);
 void *SSL_get_app_data(const SSL *);

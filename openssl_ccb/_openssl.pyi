@@ -176,6 +176,17 @@ class Lib:
         rhash: _CDataBase,
         /,
     ) -> int: ...
+    def SSL_get_shared_sigalgs(
+        self,
+        ssl: _CDataBase,
+        idx: int,
+        psign: _CDataBase,
+        phash: _CDataBase,
+        psignhash: _CDataBase,
+        rsig: _CDataBase,
+        rhash: _CDataBase,
+        /,
+    ) -> int: ...
     def SSL_set_post_handshake_auth(self, ssl: _CDataBase, value: int, /) -> None: ...
     def SSL_set_ex_data(self, ssl: _CDataBase, idx: int, data: _CDataBase, /) -> int: ...
     def SSL_get_app_data(self, ssl: _CDataBase, /) -> _CDataBase: ...

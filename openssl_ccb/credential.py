@@ -74,19 +74,8 @@ class Credential:
         is then a ``ValueError``: the intermediates are given once. ``chain``
         is a list of certificates, never one path or one PEM.
         """
-        check_chain_type(chain)
-        leaf, *rest = load_certificates(cert)
-        if rest and chain:
-            raise ValueError(
-                f"the certificate holds {len(rest) + 1} certificates (a leaf and its chain) "
-                "and chain= was given too: give the intermediates in one place"
-            )
-        return cls(
-            leaf,
-            load_private_key(key, password),
-            rest
-            or [load_certificate(item, what=f"chain item {i}") for i, item in enumerate(chain)],
-        )
+        leaf, rest = _leaf_and_chain(cert, chain)
+        return cls(leaf, load_private_key(key, password), rest)
 
     @classmethod
     def from_signer(
@@ -123,20 +112,9 @@ class Credential:
             allowed = frozenset(schemes)
             if not allowed:
                 raise ValueError("schemes is empty: the signer could never sign")
-        check_chain_type(chain)
-        leaf, *rest = load_certificates(certificate)
-        if rest and chain:
-            raise ValueError(
-                f"the certificate holds {len(rest) + 1} certificates (a leaf and its chain) "
-                "and chain= was given too: give the intermediates in one place"
-            )
+        leaf, rest = _leaf_and_chain(certificate, chain)
         signer = Signer(sign, allowed)
-        self = cls(
-            leaf,
-            key_for(leaf, signer),
-            rest
-            or [load_certificate(item, what=f"chain item {i}") for i, item in enumerate(chain)],
-        )
+        self = cls(leaf, key_for(leaf, signer), rest)
         self._signer = signer
         return self
 
@@ -232,6 +210,20 @@ def _i2d_x509(x509: Any) -> bytes:
     buf = ffi.new("unsigned char[]", size)
     lib.i2d_X509(x509, ffi.new("unsigned char **", buf))
     return bytes(ffi.buffer(buf, size))
+
+
+def _leaf_and_chain(cert: CertificateLike, chain: Any) -> tuple[Any, list[Any]]:
+    """The leaf and its chain: from a fullchain PEM, or from ``chain``, never both."""
+    check_chain_type(chain)
+    leaf, *rest = load_certificates(cert)
+    if rest and chain:
+        raise ValueError(
+            f"the certificate holds {len(rest) + 1} certificates (a leaf and its chain) "
+            "and chain= was given too: give the intermediates in one place"
+        )
+    return leaf, rest or [
+        load_certificate(item, what=f"chain item {i}") for i, item in enumerate(chain)
+    ]
 
 
 def check_chain_type(chain: Any) -> None:

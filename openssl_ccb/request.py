@@ -74,16 +74,13 @@ class CertificateRequest:
     @property
     def signature_algorithms(self) -> list[str]:
         """The server's signature schemes, IANA names, in its order."""
-        ssl = self.ssl
-        rsig = ffi.new("unsigned char *")
-        rhash = ffi.new("unsigned char *")
-        count = lib.SSL_get_sigalgs(ssl, -1, ffi.NULL, ffi.NULL, ffi.NULL, ffi.NULL, ffi.NULL)
-        schemes = []
-        for i in range(max(count, 0)):
-            lib.SSL_get_sigalgs(ssl, i, ffi.NULL, ffi.NULL, ffi.NULL, rsig, rhash)
-            code = (rhash[0] << 8) | rsig[0]
-            schemes.append(SIGNATURE_SCHEMES.get(code, f"0x{code:04x}"))
-        return schemes
+        return _schemes(lib.SSL_get_sigalgs, self.ssl)
+
+    def _openssl_order(self) -> list[str] | None:
+        """The schemes both ends allow, in the order OpenSSL picks from: its
+        choice for a key is the first its type can sign with. None where
+        OpenSSL's state is not ours to read."""
+        return _schemes(lib.SSL_get_shared_sigalgs, self.ssl)
 
     @property
     def certificate_types(self) -> list[str]:
@@ -152,3 +149,15 @@ class CertificateRequest:
             f"<CertificateRequest {self.version} server_name={self.server_name!r} "
             f"acceptable_ca_names={self.acceptable_ca_names!r} attempt={self.attempt}>"
         )
+
+
+def _schemes(getter: Callable[..., int], ssl: Any) -> list[str]:
+    rsig = ffi.new("unsigned char *")
+    rhash = ffi.new("unsigned char *")
+    count = getter(ssl, -1, ffi.NULL, ffi.NULL, ffi.NULL, ffi.NULL, ffi.NULL)
+    schemes = []
+    for i in range(max(count, 0)):
+        getter(ssl, i, ffi.NULL, ffi.NULL, ffi.NULL, rsig, rhash)
+        code = (rhash[0] << 8) | rsig[0]
+        schemes.append(SIGNATURE_SCHEMES.get(code, f"0x{code:04x}"))
+    return schemes

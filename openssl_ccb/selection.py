@@ -121,6 +121,12 @@ def fit(
     if offered:  # empty only before TLS 1.2, where a request names none
         usable = schemes_for(key, request.version)
         if schemes is not None:
+            # OpenSSL, not the signer, picks the scheme: the first of its order
+            # that the key's type allows. The signer must do that one.
+            order = request._openssl_order()
+            chosen = next((s for s in order or offered if s in usable), None)
+            if chosen is not None and chosen not in schemes:
+                return False, f"OpenSSL would sign with {chosen}, which its signer does not do"
             usable &= schemes
         scheme = next((s for s in offered if s in usable), None)
         if scheme is None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
 import openssl_ccb as ccb
@@ -40,6 +40,8 @@ class Issued:
 
 
 def new_key(kind: str) -> Any:
+    if kind == "ed25519":
+        return ed25519.Ed25519PrivateKey.generate()
     if kind in ("rsa", "rsa1024"):
         size = 1024 if kind == "rsa1024" else 2048  # 1024: below security level 2
         return rsa.generate_private_key(public_exponent=65537, key_size=size)

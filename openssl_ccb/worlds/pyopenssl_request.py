@@ -112,6 +112,9 @@ class BundledCertificateRequest(CertificateRequest):
     def acceptable_ca_names(self) -> list[str]:
         return [_name_string(der) for der in self.acceptable_cas]  # parsed here, from bytes
 
+    def _openssl_order(self) -> list[str] | None:
+        return None  # the other OpenSSL's state: not ours to read
+
     @property
     def signature_algorithms(self) -> list[str]:
         self._their()
