@@ -149,7 +149,7 @@ def test_no_module_is_one_line(token: softhsm.Token, pin_file: Path) -> None:
         capture_output=True, text=True, timeout=60, env=env, **AWAY,
     )  # fmt: skip
     assert result.returncode == 1
-    assert result.stderr.startswith("openssl-ccb: no PKCS#11 module: pass module=")
+    assert result.stderr.startswith("openssl-ccb: no PKCS#11 module: give --module PATH, put")
     with_module = run("info", "--pkcs11", f"pkcs11:token={token.label}",
                       "--module", softhsm.MODULE, "--pin-file", str(pin_file))  # fmt: skip
     assert with_module.returncode == 0, with_module
@@ -187,3 +187,11 @@ def test_connect_signs_on_the_token(
     assert sent.cert is not None
     assert page_certificate(result.stdout.encode()) == sent.cert.public_bytes(Encoding.DER)
     assert PIN not in result.stdout + result.stderr
+
+
+def test_a_malformed_uri_is_a_usage_error() -> None:
+    for command in (["info"], ["connect", "localhost:1"]):
+        result = run(*command, "--pkcs11", "pkcs11:token=a;token=b")
+        assert result.returncode == 2, result
+        assert "argument --pkcs11: pkcs11: URI attribute 'token' is given twice" in result.stderr
+        assert "Traceback" not in result.stderr

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import os
 import sys
 from typing import Any, Callable, TypeVar
 
 from .._binding import lib
 from .._der import facts
 from .._pkcs11_token import PinRequired
+from .._pkcs11_uri import parse_uri
 from ..credential import load_certificate, name_to_string
 from ..errors import Error
 from .common import _shown
@@ -22,10 +24,20 @@ from .common import _shown
 T = TypeVar("T")
 
 
+def _uri(text: str) -> str:
+    """A pkcs11: URI for argparse: a malformed one is a usage error (exit 2)."""
+    try:
+        parse_uri(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def add_arguments(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument(
         "--pkcs11",
         action="append",
+        type=_uri,
         metavar="URI",
         help=f"a PKCS#11 token (RFC 7512 pkcs11: URI, such as 'pkcs11:token=NAME'): {what}",
     )
@@ -52,6 +64,11 @@ def _pin(args: argparse.Namespace) -> str | None:
 
 def with_pin(args: argparse.Namespace, uri: str, call: Callable[..., T]) -> T:
     """``call(uri, pin, module)``; asks for the PIN on the terminal when the token needs one."""
+    if not (args.module or parse_uri(uri).module_path or os.environ.get("PKCS11_MODULE")):
+        raise Error(
+            "no PKCS#11 module: give --module PATH, put module-path= in the URI or set "
+            "PKCS11_MODULE (for example /usr/lib/softhsm/libsofthsm2.so)"
+        )
     pin = _pin(args)
     try:
         return call(uri, pin, args.module)
