@@ -152,11 +152,15 @@ def _attrs(session: Any, handle: Any, names: list[str]) -> list[bytes]:
 def _keys(
     token: Token, session: Any, key_id: bytes | None, label: str | None
 ) -> list[dict[str, Any]]:
+    """The private keys with the certificate's CKA_ID, else with its label (never
+    every key, for a certificate that has neither)."""
     p = pykcs11()
-    template = [(p.CKA_CLASS, p.CKO_PRIVATE_KEY)]
-    template += [(p.CKA_ID, key_id)] if key_id else [(p.CKA_LABEL, label)] if label else []
+    handles: list[Any] = []
+    for attribute, wanted in ((p.CKA_ID, key_id), (p.CKA_LABEL, label)):
+        if wanted and not handles:
+            handles = session.findObjects([(p.CKA_CLASS, p.CKO_PRIVATE_KEY), (attribute, wanted)])
     keys = []
-    for handle in session.findObjects(template):
+    for handle in handles:
         kid, klabel, ktype = _attrs(session, handle, ["CKA_ID", "CKA_LABEL", "CKA_KEY_TYPE"])
         value = int.from_bytes(ktype, sys.byteorder)  # a CK_ULONG, as the host stores it
         kinds = {p.CKK_RSA: "RSA", p.CKK_EC: "EC", p.CKK_EC_EDWARDS: "EC_EDWARDS"}

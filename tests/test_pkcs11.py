@@ -181,6 +181,26 @@ def test_ed25519_on_the_token(token: softhsm.Token, ca: trustme.CA) -> None:
     key.public.verify(item.signer(message, "ed25519"), message)
 
 
+def test_a_certificate_pairs_by_id_else_by_label(token: softhsm.Token, ca: trustme.CA) -> None:
+    by_id = token.add_key("by id", "p256", ca)
+    by_label = token.add_key("by label", "p256", ca, store_cert=False)
+    lone = token.add_key("lone", "p256", ca, store_cert=False)
+    other = softhsm.certificate_for(by_label.public, "by label", ca)
+    token.store_certificate(other, "by label", b"\x01another id")  # the key's label, not its id
+    nameless = softhsm.certificate_for(lone.public, "nameless", ca)
+    token.store_certificate(nameless, "", b"")  # neither: no key is guessed for it
+    items = {item.label: item for item in pkcs11.contents(token.uri, pin=PIN)}
+    assert set(items) == {"by id", "by label", ""}
+    assert items["by id"].signer is not None
+    assert items["by id"].signer.key_id == by_id.id
+    assert items["by label"].signer is not None
+    message = b"paired by label"
+    signature = items["by label"].signer(message, "ecdsa_secp256r1_sha256")
+    verify(by_label.public, signature, message, "ecdsa_secp256r1_sha256")
+    assert items[""].signer is None
+    assert len(pkcs11.wallet(token.uri, pin=PIN)) == 2
+
+
 def test_a_scheme_the_key_cannot_do_is_refused(filled: softhsm.Token) -> None:
     (item,) = pkcs11.contents(f"pkcs11:token={filled.label};object=key-p256", PIN, softhsm.MODULE)
     assert item.signer is not None
