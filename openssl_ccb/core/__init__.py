@@ -5,8 +5,9 @@
   kind of OpenSSL callback.
 * ``trampoline``: the one static C ``client_cert_cb`` and its Python half;
   setting and reading a callback on an ``SSL_CTX *`` of our libssl.
-* ``channel``: how a callback's exception reaches the code that drove the
-  handshake.
+* ``channel``: how a callback's (or a signer's) exception reaches the code
+  that drove the handshake.
+* ``signer``: the Python half of the signer provider (``Credential.from_signer``).
 
 The core imports no world (``openssl_ccb.worlds``): a world tells the core how
 to find its connections by setting ``ContextState.finder``.
