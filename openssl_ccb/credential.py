@@ -118,6 +118,25 @@ class Credential:
         self._signer = signer
         return self
 
+    @classmethod
+    def from_pkcs11(
+        cls, uri: str, pin: str | None = None, module: str | os.PathLike[str] | None = None
+    ) -> Credential:
+        """The certificate a ``pkcs11:`` URI (RFC 7512) names on a token, whose
+        key signs there and never leaves it.
+
+        ``module``, else the URI's ``module-path``, else ``$PKCS11_MODULE``
+        names the token's PKCS#11 library; the PIN is ``pin``, else the URI's
+        ``pin-value``/``pin-source``. Needs ``openssl-ccb[pkcs11]``.
+        """
+        from . import pkcs11
+
+        item = pkcs11.one(uri, pin, module)
+        assert item.signer is not None
+        return cls.from_signer(
+            item.certificate, item.signer, chain=item.chain, schemes=item.signer.schemes
+        )
+
     @property
     def schemes(self) -> frozenset[str] | None:
         """The signature schemes a signer credential signs with; None: all its key allows."""

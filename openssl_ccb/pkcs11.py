@@ -1,7 +1,7 @@
 """Client certificates whose keys stay on a PKCS#11 token (smart card, YubiKey, HSM).
 
-``credential(uri)`` and ``wallet(uri)`` (also ``ccb.Credential.from_pkcs11`` and
-``ccb.Wallet.from_pkcs11``) read the token's certificates and pair each with
+``ccb.Credential.from_pkcs11`` and ``ccb.Wallet.from_pkcs11`` (through ``one`` and
+``signing``) read the token's certificates and pair each with
 the private key of the same ``CKA_ID`` (else the same label); the handshake's
 signature is made on the token through ``Credential.from_signer``.
 
@@ -28,14 +28,13 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from ._parse import load_certificate
 from ._pkcs11_token import Module, Token, pykcs11
 from ._pkcs11_uri import Pkcs11Uri, parse_uri
 from ._pkcs12 import _path_from
-from .credential import Credential, _i2d_x509, load_certificate
 from .errors import Error
-from .selection import Wallet
 
-__all__ = ["Item", "Pkcs11Uri", "contents", "credential", "parse_uri", "wallet"]
+__all__ = ["Item", "Pkcs11Uri", "contents", "one", "parse_uri", "signing"]
 
 _CURVES = {  # CKA_EC_PARAMS (the named curve's OID, DER) -> the TLS scheme
     bytes.fromhex("06082a8648ce3d030107"): "ecdsa_secp256r1_sha256",
@@ -209,7 +208,8 @@ def contents(
         chain = _path_from(load_certificate(value), [x for x, _ in pool])
         items.append(Item(
             label, cid, value, key["type"] if key else None,
-            Signer(token, cid, label, key) if key else None, [_i2d_x509(x) for x in chain],
+            Signer(token, cid, label, key) if key else None,
+            [next(der for x, der in pool if x is c) for c in chain],
         ))  # fmt: skip
     return items
 
@@ -231,20 +231,21 @@ def _pin(uri: Pkcs11Uri, pin: str | None) -> str | None:
     return None
 
 
-def _credential(item: Item) -> Credential:
-    assert item.signer is not None
-    return Credential.from_signer(
-        item.certificate, item.signer, chain=item.chain, schemes=item.signer.schemes
-    )
-
-
-def credential(
+def signing(
     uri: str, pin: str | None = None, module: str | os.PathLike[str] | None = None
-) -> Credential:
-    """The one certificate of the token that has its private key there.
+) -> list[Item]:
+    """Every certificate on the token that has its private key there, in token
+    order (``ccb.Wallet.from_pkcs11``)."""
+    items = [item for item in contents(uri, pin, module) if item.signer is not None]
+    if not items:
+        raise Error(f"no certificate with a private key on the token {uri.split('?')[0]!r}")
+    return items
 
-    Name it with the URI's ``object=`` (label) or ``id=`` when the token holds more.
-    """
+
+def one(uri: str, pin: str | None = None, module: str | os.PathLike[str] | None = None) -> Item:
+    """The one certificate of the token that has its private key there
+    (``ccb.Credential.from_pkcs11``). Name it with the URI's ``object=``
+    (label) or ``id=`` when the token holds more."""
     items = [item for item in contents(uri, pin, module) if item.signer is not None]
     if len(items) != 1:
         what = "no certificate" if not items else f"{len(items)} certificates"
@@ -252,14 +253,4 @@ def credential(
             f"{what} with a private key on the token match {uri.split('?')[0]!r}"
             + (f": name one with object= ({[i.label for i in items]})" if items else "")
         )
-    return _credential(items[0])
-
-
-def wallet(
-    uri: str, pin: str | None = None, module: str | os.PathLike[str] | None = None
-) -> Wallet:
-    """Every certificate on the token that has its private key there, in token order."""
-    items = [item for item in contents(uri, pin, module) if item.signer is not None]
-    if not items:
-        raise Error(f"no certificate with a private key on the token {uri.split('?')[0]!r}")
-    return Wallet([_credential(item) for item in items])
+    return items[0]

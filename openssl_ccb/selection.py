@@ -195,6 +195,23 @@ class Wallet:
         return f"<Wallet of {len(self.credentials)}: {[c.subject for c in self.credentials]!r}>"
 
     @classmethod
+    def from_pkcs11(
+        cls, uri: str, pin: str | None = None, module: str | os.PathLike[str] | None = None
+    ) -> Wallet:
+        """Every certificate on a token (a ``pkcs11:`` URI) that has its key
+        there, in token order; each signs on the token. As
+        ``Credential.from_pkcs11`` says for ``module`` and ``pin``."""
+        from . import pkcs11
+
+        return cls(
+            Credential.from_signer(
+                item.certificate, item.signer, chain=item.chain, schemes=item.signer.schemes
+            )
+            for item in pkcs11.signing(uri, pin, module)
+            if item.signer is not None
+        )
+
+    @classmethod
     def from_directory(cls, path: str | os.PathLike[str], password: Passwords = None) -> Wallet:
         """Every usable credential in a directory, in file name order.
 

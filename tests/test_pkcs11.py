@@ -198,7 +198,7 @@ def test_a_certificate_pairs_by_id_else_by_label(token: softhsm.Token, ca: trust
     signature = items["by label"].signer(message, "ecdsa_secp256r1_sha256")
     verify(by_label.public, signature, message, "ecdsa_secp256r1_sha256")
     assert items[""].signer is None
-    assert len(pkcs11.wallet(token.uri, pin=PIN)) == 2
+    assert len(ccb.Wallet.from_pkcs11(token.uri, pin=PIN)) == 2
 
 
 def test_a_scheme_the_key_cannot_do_is_refused(filled: softhsm.Token) -> None:
@@ -273,7 +273,7 @@ def test_a_closed_session_is_reopened_and_logged_in_again(
 def test_wrong_pin_names_the_token_never_the_pin(token: softhsm.Token, ca: trustme.CA) -> None:
     token.add_key("k", "p256", ca)
     wrong = "wrong-pin-77c3"
-    for call in (pkcs11.credential, pkcs11.wallet, pkcs11.contents):
+    for call in (ccb.Credential.from_pkcs11, ccb.Wallet.from_pkcs11, pkcs11.contents):
         with pytest.raises(ccb.Error) as caught:
             call(token.uri, pin=wrong)
         text = str(caught.value)
@@ -313,7 +313,9 @@ def test_a_token_that_is_not_there(hsm: Any, filled: softhsm.Token) -> None:
     with pytest.raises(
         ccb.Error, match=r"no token in PKCS#11 module .* token='no-such-token'"
     ) as e:
-        pkcs11.credential(f"pkcs11:token=no-such-token?module-path={softhsm.MODULE}", pin=PIN)
+        ccb.Credential.from_pkcs11(
+            f"pkcs11:token=no-such-token?module-path={softhsm.MODULE}", pin=PIN
+        )
     assert "'shared-token'" in str(e.value)  # the tokens that are there, to choose from
 
 
@@ -334,7 +336,7 @@ def test_a_token_removed_after_login(tmp_path: Path) -> None:
         ca = trustme.CA()
         token = softhsm.Token(softhsm.start(root), "removable", {PIN!r})
         token.add_key("k", "p256", ca)
-        credential = pkcs11.credential(token.uri, pin={PIN!r})
+        credential = ccb.Credential.from_pkcs11(token.uri, pin={PIN!r})
         server_ctx = server_context(ca, ca.issue_cert("localhost"))
 
         def handshake():
@@ -377,7 +379,7 @@ def test_without_pykcs11_the_error_names_the_extra() -> None:
     script = (
         "import sys; sys.modules['PyKCS11'] = None\n"
         "import openssl_ccb as ccb\nfrom openssl_ccb import pkcs11\n"
-        "try:\n    pkcs11.credential('pkcs11:token=a', module='/x.so')\n"
+        "try:\n    ccb.Credential.from_pkcs11('pkcs11:token=a', module='/x.so')\n"
         "except ccb.Error as exc:\n    print(exc)\n"
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
@@ -388,7 +390,7 @@ def test_without_pykcs11_the_error_names_the_extra() -> None:
 
 
 def token_credential(filled: softhsm.Token, kind: str) -> ccb.Credential:
-    return pkcs11.credential(
+    return ccb.Credential.from_pkcs11(
         f"pkcs11:token={filled.label};object=key-{kind}?module-path={softhsm.MODULE}", pin=PIN
     )
 
@@ -426,7 +428,7 @@ def test_handshake_with_an_ed25519_key_on_the_token(
     token: softhsm.Token, ca: trustme.CA, server_cert: Any, version: str
 ) -> None:
     key = token.add_key("ed", "ed25519", ca)
-    credential = pkcs11.credential(token.uri, pin=PIN)
+    credential = ccb.Credential.from_pkcs11(token.uri, pin=PIN)
     ctx = client_context("raw", ca, version)
     ccb.set_client_cert_cb(ctx, lambda request: credential)
     server = MemoryServer(server_context(ca, server_cert, version=version))
@@ -471,7 +473,7 @@ def test_wallet_from_pkcs11_picks_by_the_servers_ca(
 ) -> None:
     mine = token.add_key("from ca", "p256", ca)
     theirs = token.add_key("from other ca", "rsa", other_ca)
-    wallet = pkcs11.wallet(token.uri, pin=PIN)
+    wallet = ccb.Wallet.from_pkcs11(token.uri, pin=PIN)
     assert len(wallet) == 2
     for named, expected in ((ca, mine), (other_ca, theirs)):
         ctx = client_context("stdlib", ca, "TLSv1.3")
@@ -486,7 +488,7 @@ def test_wallet_from_pkcs11_picks_by_the_servers_ca(
 
 def test_credential_from_pkcs11_with_two_keys_asks_which(filled: softhsm.Token) -> None:
     with pytest.raises(ccb.Error, match=r"3 certificates .* name one with object="):
-        pkcs11.credential(filled.uri, pin=PIN)
+        ccb.Credential.from_pkcs11(filled.uri, pin=PIN)
 
 
 @pytest.mark.parametrize("peer", ["s_server", "nginx"])

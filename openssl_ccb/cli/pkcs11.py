@@ -19,6 +19,7 @@ from .._pkcs11_token import PinRequired
 from .._pkcs11_uri import parse_uri
 from ..credential import load_certificate, name_to_string
 from ..errors import Error
+from ..selection import Wallet
 from .common import _shown
 
 T = TypeVar("T")
@@ -83,11 +84,10 @@ def with_pin(args: argparse.Namespace, uri: str, call: Callable[..., T]) -> T:
 
 
 def token_credentials(args: argparse.Namespace) -> list[Any]:
-    from .. import pkcs11
 
     credentials: list[Any] = []
     for uri in args.pkcs11 or ():
-        credentials.extend(with_pin(args, uri, pkcs11.wallet))
+        credentials.extend(with_pin(args, uri, Wallet.from_pkcs11))
     return credentials
 
 
