@@ -43,6 +43,11 @@ status=0
 run same-libssl .venv-debian/bin/python -P -- "${CORE[@]}" || status=1
 python3 tools/memcheck_report.py --strict "$OUT"/same-libssl.*.xml || status=1
 
+# A key on a SoftHSM2 token, signing through PyKCS11 (the handshakes only: the
+# token's key generation under valgrind would take minutes).
+run pkcs11 .venv-debian/bin/python -P -- tests/test_pkcs11.py -k "handshake_signed_on_the_token and (p256 or rsa)" || status=1
+python3 tools/memcheck_report.py --strict "$OUT"/pkcs11.*.xml || status=1
+
 run bundled .venv/bin/python -- tests/test_pyopenssl.py tests/test_post_handshake.py || status=1
 python3 tools/memcheck_report.py "$OUT"/bundled.*.xml || status=1
 exit $status
