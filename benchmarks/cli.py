@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any
 
-from . import dispatch, environment, handshakes, memory, report, threads
+from . import dispatch, environment, handshakes, memory, report, signer, threads
 from .pki import make_pki
 
 # (rounds, batch) and counts per section, full and quick.
@@ -18,15 +18,17 @@ CONFIG: dict[str, dict[str, Any]] = {
         "dispatch": {"rounds": 20, "calls": 50_000},
         "memory": {"handshakes": 20_000, "contexts": 10_000},
         "threads": {"rounds": 12, "per_thread": 250},
+        "signer": {"rounds": 160, "batch": 15},
     },
     "quick": {
         "handshakes": {"rounds": 20, "batch": 5},
         "dispatch": {"rounds": 5, "calls": 20_000},
         "memory": {"handshakes": 1_000, "contexts": 1_000},
         "threads": {"rounds": 3, "per_thread": 100},
+        "signer": {"rounds": 20, "batch": 5},
     },
 }
-SECTIONS = ("handshakes", "dispatch", "memory", "threads")
+SECTIONS = ("handshakes", "dispatch", "memory", "threads", "signer")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,6 +72,10 @@ def main(argv: list[str] | None = None) -> int:
             for t in threads.TRANSPORTS
             for w in worlds
         ]
+    if "signer" in args.only:
+        progress("signer")
+        c = config["signer"]
+        results["signer"] = signer.run(pki, c["rounds"], c["batch"])
     results["targets"] = report.verdicts(results)
     results["seconds"] = round(time.monotonic() - started, 1)
     pki.directory.cleanup()

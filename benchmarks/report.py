@@ -65,6 +65,14 @@ def verdicts(results: dict[str, Any]) -> list[dict[str, Any]]:
             f"machine: {t['machine_scaling']['median']:.2f})",
             scaling >= SCALING_LIMIT,
         )
+    for c in results.get("signer", []):
+        signer, floor = c["signer_to_static"], c["floor_to_c_callback"]
+        target(
+            f"signer {c['world']} {c['version']} {c['key']}: signer/static key - 1"
+            " <= Python floor/C callback - 1 (one Python entry)",
+            f"{signer['median'] - 1:+.4f} vs {floor['median'] - 1:+.4f}",
+            signer["median"] <= floor["median"],
+        )
     return out
 
 
@@ -203,6 +211,40 @@ def render(results: dict[str, Any]) -> str:
                     "callback scaling",
                     "machine scaling",
                     "CPUs used (2T)",
+                ],
+                rows,
+            ),
+        ]
+    if "signer" in results:
+        rows = [
+            [
+                c["world"],
+                c["version"],
+                c["key"],
+                f"{c['us_median']['static key']:.0f}",
+                f"{c['us_median']['signer']:.0f}",
+                _ratio(c["signer_to_static"]),
+                _ratio(c["floor_to_c_callback"]),
+                _ratio(c["static_to_c_callback"]),
+            ]
+            for c in results["signer"]
+        ]
+        n = results["signer"][0]["handshakes_per_mode"]
+        parts += [
+            "",
+            "5. Signers: Credential.from_signer (an in-process cryptography key signs) against"
+            f" Credential.load of the same key ({n} per mode per cell; target: the signer adds"
+            " no more than one Python entry, Python floor / C callback)",
+            _table(
+                [
+                    "world",
+                    "version",
+                    "client key",
+                    "static key µs",
+                    "signer µs",
+                    "signer / static key",
+                    "Python floor / C callback",
+                    "static key / C callback",
                 ],
                 rows,
             ),
