@@ -210,6 +210,28 @@ WORLDS: dict[str, tuple[Callable[..., Any], Callable[..., Any], Callable[..., Ha
 }
 
 
+def side_by_side(
+    make_handshake: Callable[..., Handshake],
+    server_ctx: Any,
+    clients: dict[str, Any],
+    leaf: Any,
+    label: str,
+    rounds: int,
+    batch: int,
+) -> Any:
+    """Each client's handshakes against ``server_ctx``, interleaved; each first
+    proves (and warms up) that the server receives ``leaf``'s certificate."""
+    expected = leaf.cert.public_bytes(_der())
+    runners: dict[str, Runner] = {}
+    for mode, client in clients.items():
+        handshake = make_handshake(server_ctx, client)
+        for _ in range(3):  # warm-up, and proof that the server got the certificate
+            if handshake() != expected:
+                raise RuntimeError(f"{label} {mode}: wrong client certificate")
+        runners[mode] = _repeat(handshake)
+    return interleave(runners, rounds, batch)
+
+
 def cell(
     pki: PKI, world: str, version: str, key_type: str, rounds: int, batch: int
 ) -> dict[str, Any]:
@@ -217,16 +239,10 @@ def cell(
     make_server, make_client, make_handshake = WORLDS[world]
     leaf = pki.clients[key_type]
     server_ctx = make_server(pki, version)
-    expected = leaf.cert.public_bytes(_der())
-    runners: dict[str, Runner] = {}
     modes = [m for m in MODES if m != "C callback" or _c_callback_possible(world)]
-    for mode in modes:
-        handshake = make_handshake(server_ctx, make_client(pki, version, leaf, mode))
-        for _ in range(3):  # warm-up, and proof that the server got the certificate
-            if handshake() != expected:
-                raise RuntimeError(f"{world} {version} {key_type} {mode}: wrong client certificate")
-        runners[mode] = _repeat(handshake)
-    samples = interleave(runners, rounds, batch)
+    clients = {mode: make_client(pki, version, leaf, mode) for mode in modes}
+    label = f"{world} {version} {key_type}"
+    samples = side_by_side(make_handshake, server_ctx, clients, leaf, label, rounds, batch)
     return {
         "world": world,
         "version": version,

@@ -29,9 +29,8 @@ from typing import Any
 
 import openssl_ccb as ccb
 
-from .handshakes import VERSIONS, WORLDS, _der, _repeat
+from .handshakes import VERSIONS, WORLDS, side_by_side
 from .pki import KEY_TYPES, PKI, Leaf
-from .timing import Runner, interleave
 
 MODES = ("C callback", "Python floor", "static key", "signer")
 SCHEMES = (
@@ -94,15 +93,9 @@ def cell(
     make_server, _, make_handshake = WORLDS[world]
     leaf = pki.clients[key_type]
     server_ctx = make_server(pki, version)
-    expected = leaf.cert.public_bytes(_der())
-    runners: dict[str, Runner] = {}
-    for mode in MODES:
-        handshake = make_handshake(server_ctx, _client(pki, world, version, leaf, key_type, mode))
-        for _ in range(3):  # warm-up, and proof that the server got the certificate
-            if handshake() != expected:
-                raise RuntimeError(f"{world} {version} {key_type} {mode}: wrong client certificate")
-        runners[mode] = _repeat(handshake)
-    samples = interleave(runners, rounds, batch)
+    clients = {mode: _client(pki, world, version, leaf, key_type, mode) for mode in MODES}
+    label = f"{world} {version} {key_type}"
+    samples = side_by_side(make_handshake, server_ctx, clients, leaf, label, rounds, batch)
     return {
         "world": world,
         "version": version,

@@ -131,11 +131,13 @@ class Credential:
         """
         from . import pkcs11
 
-        item = pkcs11.one(uri, pin, module)
-        assert item.signer is not None
-        return cls.from_signer(
-            item.certificate, item.signer, chain=item.chain, schemes=item.signer.schemes
-        )
+        return cls._from_token(pkcs11.one(uri, pin, module))
+
+    @classmethod
+    def _from_token(cls, item: Any) -> Credential:
+        """A ``pkcs11.Item`` that has its key on the token, as a signer credential."""
+        signer = item.signer
+        return cls.from_signer(item.certificate, signer, chain=item.chain, schemes=signer.schemes)
 
     @property
     def schemes(self) -> frozenset[str] | None:

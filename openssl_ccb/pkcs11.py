@@ -236,7 +236,7 @@ def signing(
 ) -> list[Item]:
     """Every certificate on the token that has its private key there, in token
     order (``ccb.Wallet.from_pkcs11``)."""
-    items = [item for item in contents(uri, pin, module) if item.signer is not None]
+    items = _with_keys(contents(uri, pin, module))
     if not items:
         raise Error(f"no certificate with a private key on the token {uri.split('?')[0]!r}")
     return items
@@ -246,7 +246,7 @@ def one(uri: str, pin: str | None = None, module: str | os.PathLike[str] | None 
     """The one certificate of the token that has its private key there
     (``ccb.Credential.from_pkcs11``). Name it with the URI's ``object=``
     (label) or ``id=`` when the token holds more."""
-    items = [item for item in contents(uri, pin, module) if item.signer is not None]
+    items = _with_keys(contents(uri, pin, module))
     if len(items) != 1:
         what = "no certificate" if not items else f"{len(items)} certificates"
         raise Error(
@@ -254,3 +254,7 @@ def one(uri: str, pin: str | None = None, module: str | os.PathLike[str] | None 
             + (f": name one with object= ({[i.label for i in items]})" if items else "")
         )
     return items[0]
+
+
+def _with_keys(items: list[Item]) -> list[Item]:
+    return [item for item in items if item.signer is not None]

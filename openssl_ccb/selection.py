@@ -203,13 +203,7 @@ class Wallet:
         ``Credential.from_pkcs11`` says for ``module`` and ``pin``."""
         from . import pkcs11
 
-        return cls(
-            Credential.from_signer(
-                item.certificate, item.signer, chain=item.chain, schemes=item.signer.schemes
-            )
-            for item in pkcs11.signing(uri, pin, module)
-            if item.signer is not None
-        )
+        return cls(Credential._from_token(item) for item in pkcs11.signing(uri, pin, module))
 
     @classmethod
     def from_directory(cls, path: str | os.PathLike[str], password: Passwords = None) -> Wallet:

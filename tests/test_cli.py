@@ -551,24 +551,31 @@ def test_a_terminal_is_asked_for_the_password(server_cert, pki, cafile, locked_w
     with asking_server(server_cert, pki) as server:
         argv = [sys.executable, "-m", "openssl_ccb", "connect", f"localhost:{server.port}"]
         argv += ["--cafile", cafile, "--wallet", str(locked_wallet)]
-        pid, fd = pty.fork()
-        if pid == 0:  # the child: the pty is its terminal
-            try:
-                os.chdir(AWAY["cwd"])
-                os.execv(argv[0], argv)
-            finally:
-                os._exit(127)
-        try:
-            before = read_until(fd, b"wallet password: ")
-            os.write(fd, b"s3cret pass\n")
-            after = read_until(fd, None)
-        finally:
-            _, status = os.waitpid(pid, 0)
-            os.close(fd)
-    assert os.waitstatus_to_exitcode(status) == 0, before + after
+        code, before, after = answer_on_a_terminal(argv, b"wallet password: ", b"s3cret pass")
+    assert code == 0, before + after
     assert b"s3cret" not in after  # getpass does not echo
     assert b"sent: CN=cli leaf of A" in after
     assert server.received == [pki["leaf_a"].der]
+
+
+def answer_on_a_terminal(argv: list[str], prompt: bytes, typed: bytes) -> tuple[int, bytes, bytes]:
+    """Run ``argv`` with a pty as its terminal, type ``typed`` at ``prompt``:
+    its exit code, what it showed before the prompt's answer and after."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the pty is its terminal
+        try:
+            os.chdir(AWAY["cwd"])
+            os.execv(argv[0], argv)
+        finally:
+            os._exit(127)
+    try:
+        before = read_until(fd, prompt)
+        os.write(fd, typed + b"\n")
+        after = read_until(fd, None)
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    return os.waitstatus_to_exitcode(status), before, after
 
 
 def read_until(fd: int, marker: bytes | None, timeout: float = 30) -> bytes:

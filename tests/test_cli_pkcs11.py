@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import pty
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,7 @@ import softhsm
 import trustme
 from cryptography.hazmat.primitives.serialization import Encoding
 from peers import SServer, page_certificate
-from test_cli import read_until
+from test_cli import answer_on_a_terminal
 
 PIN = "cli-pin-5150"
 AWAY = {"cwd": "/"}  # not the source tree: the installed package runs
@@ -115,21 +114,9 @@ def test_without_a_terminal_no_pin_is_an_error(token: softhsm.Token) -> None:
 
 def test_a_terminal_is_asked_for_the_pin(token: softhsm.Token) -> None:
     argv = [sys.executable, "-m", "openssl_ccb", "info", "--pkcs11", token.uri]
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: the pty is its terminal
-        try:
-            os.chdir(AWAY["cwd"])
-            os.execv(argv[0], argv)
-        finally:
-            os._exit(127)
-    try:
-        before = read_until(fd, f"PIN for pkcs11:token={token.label}: ".encode())
-        os.write(fd, PIN.encode() + b"\n")
-        after = read_until(fd, None)
-    finally:
-        _, status = os.waitpid(pid, 0)
-        os.close(fd)
-    assert os.waitstatus_to_exitcode(status) == 0, before + after
+    prompt = f"PIN for pkcs11:token={token.label}: ".encode()
+    code, before, after = answer_on_a_terminal(argv, prompt, PIN.encode())
+    assert code == 0, before + after
     assert PIN.encode() not in after  # getpass does not echo
     assert b"3 certificate(s)" in after
 

@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ import trustme
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 from peers import Nginx, SServer, nginx_record, page_certificate, page_verify_code
-from tlsutil import server_context
+from tlsutil import in_threads, server_context
 from worlds import WORLDS, Link, MemoryClient, MemoryServer, client_context, get
 
 import openssl_ccb as ccb
@@ -226,27 +225,16 @@ def test_many_threads_share_one_token_session(filled: softhsm.Token) -> None:
     assert all(item.signer.token is token for item in items)  # type: ignore[union-attr]
     assert pkcs11.contents(filled.uri, pin=PIN)[0].signer.token is token  # type: ignore[union-attr]
     publics = {key.id: key.public for key in filled.keys}
-    errors: list[BaseException] = []
-    start = threading.Barrier(8)
 
     def work(n: int) -> None:
-        try:
-            start.wait()
-            for i in range(20):
-                item = items[(n + i) % len(items)]
-                assert item.signer is not None
-                scheme = item.signer.schemes[i % len(item.signer.schemes)]
-                message = f"thread {n} round {i}".encode()
-                verify(publics[item.id], item.signer(message, scheme), message, scheme)
-        except BaseException as exc:
-            errors.append(exc)
+        for i in range(20):
+            item = items[(n + i) % len(items)]
+            assert item.signer is not None
+            scheme = item.signer.schemes[i % len(item.signer.schemes)]
+            message = f"thread {n} round {i}".encode()
+            verify(publics[item.id], item.signer(message, scheme), message, scheme)
 
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    assert in_threads(work) == []
 
 
 def test_a_closed_session_is_reopened_and_logged_in_again(
@@ -443,29 +431,18 @@ def test_many_threads_handshake_with_one_token_credential(
 ) -> None:
     credential = token_credential(filled, "p256")
     server_ctx = server_context(ca, server_cert)
-    errors: list[BaseException] = []
-    start = threading.Barrier(8)
 
     def work(n: int) -> None:
-        try:
-            start.wait()
-            for _ in range(5):
-                ctx = client_context(WORLDS[n % 2], ca, "TLSv1.3")  # stdlib and raw
-                ccb.set_client_cert_cb(ctx, lambda request: credential)
-                server = MemoryServer(server_ctx)
-                link = Link(MemoryClient(WORLDS[n % 2], ctx), server)
-                link.handshake()
-                link.exchange()
-                assert server.peer_der() == credential.certificate
-        except BaseException as exc:
-            errors.append(exc)
+        for _ in range(5):
+            ctx = client_context(WORLDS[n % 2], ca, "TLSv1.3")  # stdlib and raw
+            ccb.set_client_cert_cb(ctx, lambda request: credential)
+            server = MemoryServer(server_ctx)
+            link = Link(MemoryClient(WORLDS[n % 2], ctx), server)
+            link.handshake()
+            link.exchange()
+            assert server.peer_der() == credential.certificate
 
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    assert in_threads(work) == []
 
 
 def test_wallet_from_pkcs11_picks_by_the_servers_ca(

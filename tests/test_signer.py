@@ -24,7 +24,7 @@ from test_post_handshake import (
     renegotiate_asking,
     renegotiation_link,
 )
-from tlsutil import Boom, server_context, their_queue_is_empty
+from tlsutil import Boom, in_threads, server_context, their_queue_is_empty
 from worlds import WORLDS, Link, MemoryClient, MemoryServer, client_context, get
 
 import openssl_ccb as ccb
@@ -289,24 +289,15 @@ def test_a_failing_signer_after_the_handshake_surfaces_from_read(world, ca, serv
 def test_many_threads_sign_with_one_credential(ca, server_cert, leaves):
     signer = KeySigner(leaves["ec"].key)
     credential = ccb.Credential.from_signer(leaves["ec"].pem, signer)
-    failures: list[BaseException] = []
 
-    def run() -> None:
-        try:
-            for _ in range(5):
-                link = link_for("stdlib", ca, server_cert, "TLSv1.3", lambda r: credential)
-                link.handshake()
-                link.exchange()
-                assert link.server.peer_der() == leaves["ec"].der
-        except BaseException as exc:
-            failures.append(exc)
+    def run(n: int) -> None:
+        for _ in range(5):
+            link = link_for("stdlib", ca, server_cert, "TLSv1.3", lambda r: credential)
+            link.handshake()
+            link.exchange()
+            assert link.server.peer_der() == leaves["ec"].der
 
-    threads = [threading.Thread(target=run) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert failures == []
+    assert in_threads(run) == []
     assert len(signer.asked) == 40
     assert len(set(signer.threads)) == 8
 
@@ -390,3 +381,22 @@ def test_openssl_picks_the_scheme_and_the_signer_must_do_it(tmp_path, ca, server
     assert [ok for ok, _ in verdicts] == [False, True]
     assert "OpenSSL would sign with rsa_pss_rsae_sha256" in verdicts[0][1]
     assert signer.asked == ["rsa_pkcs1_sha256"]
+
+
+@pytest.mark.parametrize("world", ["stdlib", "raw"])
+def test_a_signer_credential_sends_its_chain(world, version, ca, server_cert):
+    """A server that trusts only the root verifies the leaf through the
+    intermediate the signer credential sends with it."""
+    root = certs.issue("Signer root", ca=True)
+    intermediate = certs.issue("Signer intermediate", root, ca=True)
+    leaf = certs.issue("signer behind an intermediate", intermediate, key="ec")
+    credential = ccb.Credential.from_signer(leaf.pem, KeySigner(leaf.key), chain=[intermediate.pem])
+    assert credential.chain == [intermediate.der]
+    ctx = client_context(world, ca, version)
+    ccb.set_client_cert_cb(ctx, lambda request: credential)
+    server_ctx = server_context(ca, server_cert, version=version)
+    server_ctx.load_verify_locations(cadata=root.pem.decode())
+    link = Link(MemoryClient(world, ctx), MemoryServer(server_ctx))
+    link.handshake()
+    link.exchange()
+    assert link.server.peer_der() == leaf.der  # verified: the chain reached the server

@@ -303,6 +303,27 @@ class SocketServer:
 # --- one copy of what many tests need ------------------------------------------
 
 
+def in_threads(work: Any, count: int = 8) -> list[BaseException]:
+    """Run ``work(n)`` for n in range(count), one thread each, released
+    together; what they raised (an empty list: all passed)."""
+    start = threading.Barrier(count)
+    errors: list[BaseException] = []
+
+    def run(n: int) -> None:
+        try:
+            start.wait()
+            work(n)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
+
+
 class Boom(Exception):
     """What a test's callback raises; nothing else raises it."""
 
