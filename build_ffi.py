@@ -30,7 +30,7 @@ from cffi import FFI
 
 MODULE = "openssl_ccb._openssl"
 # relative to the project root, as setuptools wants
-C_SOURCES = ["src/openssl_ccb.c", "src/openssl_ccb_signer.c"]
+C_SOURCES = ["src/openssl_ccb.c", "src/openssl_ccb_choice.c", "src/openssl_ccb_signer.c"]
 C_HEADERS = ["src/openssl_ccb.h"]
 
 INSTALL_HINT = (
@@ -232,6 +232,27 @@ OWN_FUNCTIONS = """
 /* The attempt openssl_ccb_dispatch is given when it must raise instead. */
 static const int OPENSSL_CCB_REENTERED;
 static const int OPENSSL_CCB_NO_MEMORY;
+static const int OPENSSL_CCB_REFUSED;
+static const int OPENSSL_CCB_SEND_PREPAID;
+
+/* One call of the Python callback (openssl_ccb.h) */
+typedef struct openssl_ccb_prepaid openssl_ccb_prepaid;
+typedef struct {
+    openssl_ccb_prepaid *answer;
+    int version;
+    const char *version_name;
+    const char *server_name;
+    const unsigned char *certificate_types;
+    size_t certificate_types_len;
+    int sigalgs_len, shared_sigalgs_len;
+    uint16_t sigalgs[...];
+    uint16_t shared_sigalgs[...];
+    int ca_names_len;
+    X509_NAME **ca_names;
+    const unsigned char **ca_ders;
+    size_t *ca_der_lens;
+    ...;
+} openssl_ccb_call;
 
 int openssl_ccb_init(void);
 void openssl_ccb_set_exiting(void);
@@ -241,7 +262,9 @@ void openssl_ccb_set_finalizing_probe(uintptr_t);
 void *openssl_ccb_get_state(const SSL_CTX *);
 void *openssl_ccb_attach_state(SSL_CTX *, void *);
 openssl_ccb_client_cert_cb_t openssl_ccb_trampoline(void);
-int openssl_ccb_hand_over(SSL *, X509 *, EVP_PKEY *, openssl_ccb_X509_STACK *);
+openssl_ccb_prepaid *openssl_ccb_prepaid_new(X509 *, EVP_PKEY *, openssl_ccb_X509_STACK *, long);
+void openssl_ccb_prepaid_add(openssl_ccb_prepaid *, long);
+void openssl_ccb_prepaid_release(openssl_ccb_prepaid *, long);
 int openssl_ccb_security_refusal(const SSL *, X509 *);
 int openssl_ccb_forward(SSL *, openssl_ccb_client_cert_cb_t);
 void openssl_ccb_raise_callback_failed(void);
@@ -260,6 +283,19 @@ int openssl_ccb_ec_curve(const EVP_PKEY *);
 void openssl_ccb_free_x509_stack(openssl_ccb_X509_STACK *);
 int openssl_ccb_password_cb(char *, int, int, void *);
 
+/* Wallets chosen in C */
+typedef struct openssl_ccb_choice openssl_ccb_choice;
+typedef struct openssl_ccb_slot openssl_ccb_slot;
+openssl_ccb_choice *openssl_ccb_choice_new(size_t);
+int openssl_ccb_choice_set(openssl_ccb_choice *, size_t, X509 *, EVP_PKEY *,
+                           openssl_ccb_X509_STACK *, int64_t, int64_t, int);
+openssl_ccb_slot *openssl_ccb_slot_new(void);
+void openssl_ccb_slot_free(openssl_ccb_slot *);
+void openssl_ccb_slot_put(openssl_ccb_slot *, openssl_ccb_choice *);
+int openssl_ccb_set_slot(SSL_CTX *, openssl_ccb_slot *);
+void openssl_ccb_set_clock_ours(int);
+int openssl_ccb_key_signs(const EVP_PKEY *, int, int);
+
 /* Signers: keys whose private half is a Python callable */
 int openssl_ccb_signers_available(void);
 EVP_PKEY *openssl_ccb_signer_key(X509 *, void *);
@@ -268,7 +304,7 @@ EVP_PKEY *openssl_ccb_signer_key(X509 *, void *);
 # "Python+C": cffi defines them without ``static``, so that openssl_ccb.c (the
 # other translation unit) can call them, as openssl_ccb.h declares them.
 EXTERN_PYTHON = """
-extern "Python+C" int openssl_ccb_dispatch(void *, SSL *, int);
+extern "Python+C" int openssl_ccb_dispatch(void *, SSL *, int, openssl_ccb_call *);
 extern "Python+C" void openssl_ccb_release(void *);
 extern "Python+C" int openssl_ccb_foreign_dispatch(void *, uintptr_t);
 extern "Python+C" void openssl_ccb_foreign_certificate_request(

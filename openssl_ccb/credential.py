@@ -2,8 +2,9 @@
 
 Ownership: a ``Credential`` owns one reference to its ``X509``, its
 ``EVP_PKEY`` and each chain ``X509`` (released by ``ffi.gc``). Handing one
-to OpenSSL (``openssl_ccb_hand_over``, in C) gives it *new* references,
-because OpenSSL frees the two it is given.
+to OpenSSL (``openssl_ccb_install``, in C) gives it *new* references,
+because OpenSSL frees the two it is given; C may do it after the Credential
+is gone, with references paid in advance (``core.trampoline.Prepaid``).
 
 Objects from another OpenSSL (pip's ``cryptography`` and pyOpenSSL carry
 their own) cross into this one only as encoded bytes, never as pointers.
@@ -35,6 +36,7 @@ class Credential:
         "_facts",
         "_foreign",
         "_key",
+        "_prepaid",
         "_signer",
         "_x509",
     )
@@ -57,6 +59,7 @@ class Credential:
         self._foreign: Any = None  # the same, parsed by pyOpenSSL's bundled OpenSSL
         self._facts: _der.Facts | None = None  # read when first asked for
         self._signer: Any = None  # a core.signer.Signer when the key is one
+        self._prepaid: Any = None  # a core.trampoline.Prepaid once first sent
 
     @classmethod
     def load(

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import datetime
 import os
+import sys
+import types
 import warnings
 from collections.abc import Iterable, Iterator
 from typing import Any, Callable
@@ -24,6 +26,7 @@ from typing import Any, Callable
 from . import _der
 from ._binding import lib
 from ._wallet_files import Passwords, read_directory
+from .core import choice
 from .credential import (
     Credential,
     _i2d_x509,
@@ -41,6 +44,18 @@ def _utc_now() -> datetime.datetime:
 # The clock validity is judged by: replace it (a function returning an aware
 # datetime) to judge as of another time.
 now: Callable[[], datetime.datetime] = _utc_now
+
+
+class _Module(types.ModuleType):
+    # Wallets judged in C read the real clock: replacing ``now`` tells C to
+    # leave validity (so the whole choice) to Python while it is replaced.
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if name == "now":
+            choice.clock_replaced(value is _utc_now)
+
+
+sys.modules[__name__].__class__ = _Module
 
 _RSA_PSS_RSAE = {"rsa_pss_rsae_sha256", "rsa_pss_rsae_sha384", "rsa_pss_rsae_sha512"}
 _RSA_PKCS1 = {
@@ -165,12 +180,22 @@ class Wallet:
     """
 
     def __init__(self, credentials: Iterable[Credential]) -> None:
-        self.credentials: list[Credential] = list(credentials)
+        self.credentials = list(credentials)
         self.skipped: list[tuple[str, str]] = []
         """``(path, reason)`` of each file ``from_directory`` could not use."""
         for item in self.credentials:
             if not isinstance(item, Credential):
                 raise TypeError(f"a Wallet holds Credentials, not {type(item).__name__}")
+
+    @property
+    def credentials(self) -> list[Credential]:
+        """The credentials, in the order they are tried; a list you may change."""
+        return self._credentials
+
+    @credentials.setter
+    def credentials(self, credentials: Iterable[Credential]) -> None:
+        self._credentials = choice.Credentials(self, credentials)
+        choice.refresh(self)
 
     def choose(self, request: Any) -> Credential | None:
         for c in self.credentials:

@@ -90,7 +90,8 @@ int openssl_ccb_init(void)
     if (!forks_handled && pthread_atfork(openssl_ccb_lock, openssl_ccb_unlock,
                                          openssl_ccb_unlock) == 0)
         forks_handled = 1;
-    return openssl_ccb_ctx_index >= 0 && openssl_ccb_ssl_index >= 0 && forks_handled;
+    return openssl_ccb_ctx_index >= 0 && openssl_ccb_ssl_index >= 0 && forks_handled
+           && openssl_ccb_choice_init();
 }
 
 void *openssl_ccb_get_state(const SSL_CTX *ctx)
@@ -116,6 +117,14 @@ static int openssl_ccb_attempts(const SSL *ssl)
 {
     return (int)(intptr_t)SSL_get_ex_data(ssl, openssl_ccb_ssl_index);
 }
+
+/* An answer paid in advance (see "Answers paid in advance" below). */
+struct openssl_ccb_prepaid {
+    X509 *x509;
+    EVP_PKEY *pkey;
+    STACK_OF(X509) *chain;
+    long refs;
+};
 
 /* === The trampoline ====================================================== */
 
@@ -144,11 +153,70 @@ static struct openssl_ccb_answer *openssl_ccb_answer_for(const SSL *ssl)
     return NULL;
 }
 
+/* What the request's attributes read, taken while the GIL is not held. The
+ * CA names' arrays are the one allocation: freed by openssl_ccb_call_done. */
+static void openssl_ccb_call_read(SSL *ssl, openssl_ccb_call *call)
+{
+    STACK_OF(X509_NAME) *names = SSL_get_client_CA_list(ssl);
+    int (*const getters[2])(SSL *, int, int *, int *, int *, unsigned char *, unsigned char *)
+        = {SSL_get_sigalgs, SSL_get_shared_sigalgs};
+    int *lens[2] = {&call->sigalgs_len, &call->shared_sigalgs_len};
+    uint16_t *codes[2] = {call->sigalgs, call->shared_sigalgs};
+    const unsigned char *types = NULL;
+    long ntypes;
+
+    memset(call, 0, sizeof(*call));
+    call->version = SSL_version(ssl);
+    call->version_name = SSL_get_version(ssl);
+    call->server_name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    ntypes = SSL_get0_certificate_types(ssl, &types);
+    if (ntypes > 0 && types != NULL) {
+        call->certificate_types = types;
+        call->certificate_types_len = (size_t)ntypes;
+    }
+    for (int g = 0; g < 2; g++) {
+        int count = getters[g](ssl, -1, NULL, NULL, NULL, NULL, NULL);
+        if (count > OPENSSL_CCB_MAX_SIGALGS) {
+            *lens[g] = -1;
+            continue;
+        }
+        for (int i = 0; i < count; i++) {
+            unsigned char rsig = 0, rhash = 0;
+            getters[g](ssl, i, NULL, NULL, NULL, &rsig, &rhash);
+            codes[g][i] = (uint16_t)((rhash << 8) | rsig);
+        }
+        *lens[g] = count > 0 ? count : 0;
+    }
+    call->ca_names_len = names == NULL ? 0 : sk_X509_NAME_num(names);
+    if (call->ca_names_len <= 0) {
+        call->ca_names_len = 0;
+        return;
+    }
+    call->ca_names = malloc((size_t)call->ca_names_len
+                            * (sizeof(X509_NAME *) + sizeof(unsigned char *) + sizeof(size_t)));
+    if (call->ca_names == NULL) {
+        call->ca_names_len = -1; /* the request asks OpenSSL */
+        return;
+    }
+    call->ca_ders = (const unsigned char **)(call->ca_names + call->ca_names_len);
+    call->ca_der_lens = (size_t *)(call->ca_ders + call->ca_names_len);
+    for (int i = 0; i < call->ca_names_len; i++) {
+        call->ca_names[i] = sk_X509_NAME_value(names, i);
+        if (!X509_NAME_get0_der(call->ca_names[i], &call->ca_ders[i], &call->ca_der_lens[i])) {
+            free(call->ca_names);
+            call->ca_names = NULL;
+            call->ca_names_len = -1;
+            return;
+        }
+    }
+}
+
 /* The one client_cert_cb OpenSSL calls, for every context openssl-ccb manages. */
 static int openssl_ccb_client_cert_cb(SSL *ssl, X509 **x509, EVP_PKEY **pkey)
 {
     void *state = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), openssl_ccb_ctx_index);
     struct openssl_ccb_answer *answer;
+    openssl_ccb_call call;
     int attempt, ret;
 
     *x509 = NULL;
@@ -157,10 +225,17 @@ static int openssl_ccb_client_cert_cb(SSL *ssl, X509 **x509, EVP_PKEY **pkey)
      * re-enter a handshake from inside its callback (under TLS 1.3 it reads
      * freed state). The inner call fails, with an error raised there. */
     if (openssl_ccb_answer_for(ssl) != NULL)
-        return openssl_ccb_dispatch(state, ssl, OPENSSL_CCB_REENTERED);
+        return openssl_ccb_dispatch(state, ssl, OPENSSL_CCB_REENTERED, NULL);
+    /* A Wallet is judged in C, and Python never entered, where C can. */
+    ret = openssl_ccb_choose(ssl, x509, pkey);
+    if (ret != OPENSSL_CCB_ASK_PYTHON) {
+        if (openssl_ccb_attempts(ssl) != 0)
+            SSL_set_ex_data(ssl, openssl_ccb_ssl_index, NULL);
+        return ret;
+    }
     answer = malloc(sizeof(*answer));
     if (answer == NULL)
-        return openssl_ccb_dispatch(state, ssl, OPENSSL_CCB_NO_MEMORY);
+        return openssl_ccb_dispatch(state, ssl, OPENSSL_CCB_NO_MEMORY, NULL);
     answer->ssl = ssl;
     answer->x509 = x509;
     answer->pkey = pkey;
@@ -171,7 +246,20 @@ static int openssl_ccb_client_cert_cb(SSL *ssl, X509 **x509, EVP_PKEY **pkey)
     openssl_ccb_answers = answer;
 
     attempt = openssl_ccb_attempts(ssl) + 1;
-    ret = openssl_ccb_dispatch(state, ssl, attempt);
+    openssl_ccb_call_read(ssl, &call);
+    ret = openssl_ccb_dispatch(state, ssl, attempt, &call);
+    free(call.ca_names);
+    if (ret == OPENSSL_CCB_SEND_PREPAID) {
+        /* Python has returned (and the Credential may be gone): the answer's
+         * references are the prepaid ones. A refusal is Python's to raise. */
+        openssl_ccb_prepaid *prepaid = call.answer;
+        ret = prepaid == NULL ? 0
+                              : openssl_ccb_install(ssl, prepaid->x509, prepaid->pkey,
+                                                    prepaid->chain, x509, pkey);
+        openssl_ccb_prepaid_release(prepaid, 1);
+        if (ret != 1)
+            ret = openssl_ccb_dispatch(state, ssl, OPENSSL_CCB_REFUSED, NULL);
+    }
 
     if (answer->prev != NULL)
         answer->prev->next = answer->next;
@@ -262,19 +350,17 @@ static void openssl_ccb_raise(int reason)
 #endif
 }
 
-/* The answer "send this", under the GIL while the Python objects are alive:
- * the certificate, key and chain set on this connection first (the chain
- * because client_cert_cb cannot carry one; all three because only then does
- * OpenSSL report a certificate its security level refuses, which it would
- * otherwise drop silently and go on without one), then new references for
- * OpenSSL, which frees the two it is given. 1 on success; 0 outside this
- * SSL's callback or if already answered; -1 with the error queue set if
+/* The answer "send this": the certificate, key and chain set on this
+ * connection first (the chain because client_cert_cb cannot carry one; all
+ * three because only then does OpenSSL report a certificate its security
+ * level refuses, which it would otherwise drop silently and go on without
+ * one), then new references for OpenSSL, which frees the two it is given.
+ * 1 on success; 0 if already answered; -1 with the error queue set if
  * OpenSSL refused the certificate, the key or the chain. */
-int openssl_ccb_hand_over(SSL *ssl, X509 *x509, EVP_PKEY *pkey, openssl_ccb_X509_STACK *chain)
+int openssl_ccb_install(SSL *ssl, X509 *x509, EVP_PKEY *pkey, openssl_ccb_X509_STACK *chain,
+                        X509 **out_x509, EVP_PKEY **out_pkey)
 {
-    struct openssl_ccb_answer *answer = openssl_ccb_answer_for(ssl);
-
-    if (answer == NULL || *answer->x509 != NULL)
+    if (*out_x509 != NULL)
         return 0;
     if (chain != NULL || !openssl_ccb_installs_alike(pkey)) {
         /* Installed here, so that every refusal surfaces (a chain must follow
@@ -297,9 +383,60 @@ int openssl_ccb_hand_over(SSL *ssl, X509 *x509, EVP_PKEY *pkey, openssl_ccb_X509
         X509_free(x509);
         return -1;
     }
-    *answer->x509 = x509;
-    *answer->pkey = pkey;
+    *out_x509 = x509;
+    *out_pkey = pkey;
     return 1;
+}
+
+/* --- Answers paid in advance ------------------------------------------------
+ * A Python callback's Credential is handed over by C after Python returns,
+ * so that the callback's success path costs Python no call into C (each
+ * would release the GIL and wait to take it back). The Credential may be
+ * freed by then, so C uses references of its own: `refs` counts the
+ * Credential's one (released when it dies) plus one per answer Python has
+ * paid for in advance (core/trampoline.py takes one per answer, and adds a
+ * batch when it has none left); C releases one per answer it hands over. */
+openssl_ccb_prepaid *openssl_ccb_prepaid_new(X509 *x509, EVP_PKEY *pkey,
+                                             openssl_ccb_X509_STACK *chain, long refs)
+{
+    openssl_ccb_prepaid *prepaid = calloc(1, sizeof(*prepaid));
+
+    if (prepaid == NULL)
+        return NULL;
+    if (chain != NULL && (prepaid->chain = X509_chain_up_ref(chain)) == NULL) {
+        free(prepaid);
+        return NULL;
+    }
+    if (!X509_up_ref(x509)) {
+        sk_X509_pop_free(prepaid->chain, X509_free);
+        free(prepaid);
+        return NULL;
+    }
+    if (!EVP_PKEY_up_ref(pkey)) {
+        X509_free(x509);
+        sk_X509_pop_free(prepaid->chain, X509_free);
+        free(prepaid);
+        return NULL;
+    }
+    prepaid->x509 = x509;
+    prepaid->pkey = pkey;
+    prepaid->refs = refs;
+    return prepaid;
+}
+
+void openssl_ccb_prepaid_add(openssl_ccb_prepaid *prepaid, long refs)
+{
+    __atomic_add_fetch(&prepaid->refs, refs, __ATOMIC_RELAXED);
+}
+
+void openssl_ccb_prepaid_release(openssl_ccb_prepaid *prepaid, long refs)
+{
+    if (prepaid == NULL || __atomic_sub_fetch(&prepaid->refs, refs, __ATOMIC_ACQ_REL) > 0)
+        return;
+    X509_free(prepaid->x509);
+    EVP_PKEY_free(prepaid->pkey);
+    sk_X509_pop_free(prepaid->chain, X509_free);
+    free(prepaid);
 }
 
 /* Answer with a C callback, for a handshake that entered the trampoline just

@@ -35,13 +35,52 @@ typedef int (*openssl_ccb_client_cert_cb_t)(SSL *, X509 **, EVP_PKEY **);
  * callback; these instead tell Python to raise, without calling it. */
 #define OPENSSL_CCB_REENTERED 0
 #define OPENSSL_CCB_NO_MEMORY (-1)
+/* OpenSSL refused the certificate handed over: raise its reason. */
+#define OPENSSL_CCB_REFUSED (-2)
+
+/* What openssl_ccb_dispatch returns, besides client_cert_cb's own codes, to
+ * have C hand `call->answer` over once Python is done. */
+#define OPENSSL_CCB_SEND_PREPAID 2
+/* What openssl_ccb_choose returns when Python must choose. */
+#define OPENSSL_CCB_ASK_PYTHON (-2)
+
+/* References to a Credential's certificate, key and chain, counted apart
+ * from the Credential's own, so that C can hand them over after Python has
+ * returned (and the Credential may be gone): Python holds one reference for
+ * the Credential plus one per answer paid in advance (openssl_ccb.c). */
+typedef struct openssl_ccb_prepaid openssl_ccb_prepaid;
+
+/* A Wallet's credentials as C judges them, and its slot (openssl_ccb_choice.c). */
+typedef struct openssl_ccb_choice openssl_ccb_choice;
+typedef struct openssl_ccb_slot openssl_ccb_slot;
+
+/* One call of the Python callback: what the request's attributes read (taken
+ * from the SSL in C before Python runs, so that reading them costs Python no
+ * call into C), and where Python leaves its answer. */
+#define OPENSSL_CCB_MAX_SIGALGS 64
+typedef struct {
+    openssl_ccb_prepaid *answer;
+    int version; /* SSL_version */
+    const char *version_name; /* SSL_get_version */
+    const char *server_name; /* NULL: none sent */
+    const unsigned char *certificate_types;
+    size_t certificate_types_len;
+    /* -1 if more than OPENSSL_CCB_MAX_SIGALGS: the request asks OpenSSL */
+    int sigalgs_len, shared_sigalgs_len;
+    uint16_t sigalgs[OPENSSL_CCB_MAX_SIGALGS], shared_sigalgs[OPENSSL_CCB_MAX_SIGALGS];
+    int ca_names_len;
+    X509_NAME **ca_names; /* the SSL's own; NULL if none or out of memory */
+    const unsigned char **ca_ders;
+    size_t *ca_der_lens;
+} openssl_ccb_call;
 
 /* --- Defined in Python (@ffi.def_extern), called from openssl_ccb.c ------ */
 
 /* The context's callback, for this SSL, answering as client_cert_cb does:
  * 1 (a certificate handed over), 0 (none), -1 (suspend; or failed, the
  * exception kept for the code that drove the handshake). */
-OPENSSL_CCB_INTERNAL int openssl_ccb_dispatch(void *state, SSL *ssl, int attempt);
+OPENSSL_CCB_INTERNAL int openssl_ccb_dispatch(void *state, SSL *ssl, int attempt,
+                                              openssl_ccb_call *call);
 /* A context is freed: its state (a handle from ffi.new_handle) goes. */
 OPENSSL_CCB_INTERNAL void openssl_ccb_release(void *state);
 /* cert_cb, for an SSL of another OpenSSL, given only as an address. */
@@ -74,8 +113,16 @@ OPENSSL_CCB_INTERNAL void *openssl_ccb_attach_state(SSL_CTX *ctx, void *state);
 
 /* The trampoline and its answers */
 OPENSSL_CCB_INTERNAL openssl_ccb_client_cert_cb_t openssl_ccb_trampoline(void);
-OPENSSL_CCB_INTERNAL int openssl_ccb_hand_over(SSL *ssl, X509 *x509, EVP_PKEY *pkey,
-                                               openssl_ccb_X509_STACK *chain);
+OPENSSL_CCB_INTERNAL openssl_ccb_prepaid *openssl_ccb_prepaid_new(
+    X509 *x509, EVP_PKEY *pkey, openssl_ccb_X509_STACK *chain, long refs);
+OPENSSL_CCB_INTERNAL void openssl_ccb_prepaid_add(openssl_ccb_prepaid *prepaid, long refs);
+OPENSSL_CCB_INTERNAL void openssl_ccb_prepaid_release(openssl_ccb_prepaid *prepaid, long refs);
+/* Set x509/pkey/chain on the SSL as client_cert_cb's answer (*out_x509,
+ * *out_pkey: new references); 1, or 0/-1 with the error queue set if OpenSSL
+ * refuses them (called by openssl_ccb_choice.c too). */
+OPENSSL_CCB_INTERNAL int openssl_ccb_install(SSL *ssl, X509 *x509, EVP_PKEY *pkey,
+                                             openssl_ccb_X509_STACK *chain, X509 **out_x509,
+                                             EVP_PKEY **out_pkey);
 OPENSSL_CCB_INTERNAL int openssl_ccb_security_refusal(const SSL *ssl, X509 *x509);
 OPENSSL_CCB_INTERNAL int openssl_ccb_forward(SSL *ssl, openssl_ccb_client_cert_cb_t callback);
 OPENSSL_CCB_INTERNAL void openssl_ccb_raise_callback_failed(void);
@@ -93,6 +140,21 @@ OPENSSL_CCB_INTERNAL X509 *openssl_ccb_get1_peer_certificate(const SSL *ssl);
 OPENSSL_CCB_INTERNAL int openssl_ccb_ec_curve(const EVP_PKEY *pkey);
 OPENSSL_CCB_INTERNAL void openssl_ccb_free_x509_stack(openssl_ccb_X509_STACK *stack);
 OPENSSL_CCB_INTERNAL int openssl_ccb_password_cb(char *buf, int size, int rwflag, void *userdata);
+
+/* Wallets chosen in C (openssl_ccb_choice.c) */
+OPENSSL_CCB_INTERNAL int openssl_ccb_choice_init(void);
+OPENSSL_CCB_INTERNAL openssl_ccb_choice *openssl_ccb_choice_new(size_t count);
+OPENSSL_CCB_INTERNAL int openssl_ccb_choice_set(openssl_ccb_choice *choice, size_t i, X509 *x509,
+                                                EVP_PKEY *pkey, openssl_ccb_X509_STACK *chain,
+                                                int64_t not_before, int64_t not_after,
+                                                int client_auth);
+OPENSSL_CCB_INTERNAL openssl_ccb_slot *openssl_ccb_slot_new(void);
+OPENSSL_CCB_INTERNAL void openssl_ccb_slot_free(openssl_ccb_slot *slot);
+OPENSSL_CCB_INTERNAL void openssl_ccb_slot_put(openssl_ccb_slot *slot, openssl_ccb_choice *choice);
+OPENSSL_CCB_INTERNAL int openssl_ccb_set_slot(SSL_CTX *ctx, openssl_ccb_slot *slot);
+OPENSSL_CCB_INTERNAL void openssl_ccb_set_clock_ours(int ours);
+OPENSSL_CCB_INTERNAL int openssl_ccb_key_signs(const EVP_PKEY *pkey, int tls13, int code);
+OPENSSL_CCB_INTERNAL int openssl_ccb_choose(SSL *ssl, X509 **x509, EVP_PKEY **pkey);
 
 /* Signers (openssl_ccb_signer.c): 1 if this OpenSSL has providers (3.0+); a
  * key for `x509`'s public key whose signing calls the Python signer `handle`

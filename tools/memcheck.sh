@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 CORE=(tests/test_raw.py tests/test_stdlib.py tests/test_returns.py tests/test_lifetime.py
       tests/test_contexts.py tests/test_selection.py tests/test_pyopenssl.py
       tests/test_post_handshake.py tests/test_answers.py tests/test_stdlib_hardening.py
-      tests/test_signer.py)
+      tests/test_signer.py tests/test_choice.py)
 OUT=build/memcheck
 rm -rf "$OUT"
 mkdir -p "$OUT"

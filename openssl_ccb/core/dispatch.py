@@ -31,7 +31,7 @@ from typing import Any, NamedTuple, Union
 from .._binding import lib
 from .._cache import coerce
 from ..credential import Credential
-from ..errors import Error, WantX509Lookup
+from ..errors import Error, WantX509Lookup, error_from_queue
 
 SEND_NONE = 0  # the outcome NONE
 SUSPEND = -1  # the outcome SUSPEND
@@ -108,6 +108,7 @@ def interpret(result: Any) -> Outcome:
 # callable; each is refused with an Error that says why.
 REENTERED = lib.OPENSSL_CCB_REENTERED
 NO_MEMORY = lib.OPENSSL_CCB_NO_MEMORY
+REFUSED = lib.OPENSSL_CCB_REFUSED
 
 
 def refusal(attempt: int) -> Error:
@@ -118,6 +119,8 @@ def refusal(attempt: int) -> Error:
             "OpenSSL cannot re-enter a handshake from inside its callback; "
             "return the answer instead"
         )
+    if attempt == REFUSED:  # OpenSSL refused what the callable answered
+        return error_from_queue("could not hand the certificate over to the connection")
     if attempt == NO_MEMORY:
         return Error("out of memory entering the client-certificate callback")
     return Error("the openssl-ccb trampoline was installed on a context it does not manage")
