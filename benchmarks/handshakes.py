@@ -13,6 +13,9 @@ verifies a client certificate. Five clients per cell, timed side by side:
   over in C; on pyOpenSSL's bundled route, a cert_cb whose Python installs a
   fixed certificate through that OpenSSL's binding;
 * ``Credential``: a callback returning one ``ccb.Credential``;
+* ``Wallet``: ``ccb.Wallet([that credential])`` set as the callback, which
+  openssl-ccb decides in C without entering Python (not on pyOpenSSL's
+  bundled route, where Python decides);
 * ``cryptography``: a callback returning the same ``cryptography`` objects.
 """
 
@@ -28,7 +31,7 @@ from . import cbench
 from .pki import KEY_TYPES, PKI, Leaf
 from .timing import Runner, interleave
 
-MODES = ("static", "C callback", "Python floor", "Credential", "cryptography")
+MODES = ("static", "C callback", "Python floor", "Credential", "Wallet", "cryptography")
 VERSIONS = ("TLSv1.3", "TLSv1.2")
 _STDLIB_VERSIONS = {"TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
 
@@ -37,6 +40,8 @@ Handshake = Callable[[], bytes | None]  # one full handshake; the DER the server
 
 def returning(leaf: Leaf, mode: str) -> Callable[[ccb.CertificateRequest], Any]:
     """The client-certificate callback of a mode."""
+    if mode == "Wallet":
+        return ccb.Wallet([ccb.Credential.load(leaf.cert_path, leaf.key_path)])
     if mode == "Credential":
         credential = ccb.Credential.load(leaf.cert_path, leaf.key_path)
 
@@ -252,6 +257,10 @@ def cell(
         "ratio_to_static": {
             mode: samples.ratio(mode, "static").as_dict() for mode in modes if mode != "static"
         },
+        # A Wallet decided in C against OpenSSL's own C callback (issue 15's target).
+        "wallet_to_c_callback": samples.ratio("Wallet", "C callback").as_dict()
+        if "C callback" in modes
+        else None,
     }
 
 

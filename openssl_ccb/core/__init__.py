@@ -8,6 +8,8 @@
 * ``channel``: how a callback's (or a signer's) exception reaches the code
   that drove the handshake.
 * ``signer``: the Python half of the signer provider (``Credential.from_signer``).
+* ``choice``: a ``Wallet`` decided in C without the GIL: its slot and the
+  copy of its credentials there.
 
 The core imports no world (``openssl_ccb.worlds``): a world tells the core how
 to find its connections by setting ``ContextState.finder``.
