@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any
 
-from . import dispatch, environment, handshakes, memory, report, signer, threads
+from . import busy, dispatch, environment, handshakes, memory, report, signer, threads
 from .pki import make_pki
 
 # (rounds, batch) and counts per section, full and quick.
@@ -19,6 +19,7 @@ CONFIG: dict[str, dict[str, Any]] = {
         "memory": {"handshakes": 20_000, "contexts": 10_000},
         "threads": {"rounds": 12, "per_thread": 250},
         "signer": {"rounds": 160, "batch": 15},
+        "busy": {"per_mode": 300},
     },
     "quick": {
         "handshakes": {"rounds": 20, "batch": 5},
@@ -26,9 +27,10 @@ CONFIG: dict[str, dict[str, Any]] = {
         "memory": {"handshakes": 1_000, "contexts": 1_000},
         "threads": {"rounds": 3, "per_thread": 100},
         "signer": {"rounds": 20, "batch": 5},
+        "busy": {"per_mode": 40},
     },
 }
-SECTIONS = ("handshakes", "dispatch", "memory", "threads", "signer")
+SECTIONS = ("handshakes", "dispatch", "memory", "threads", "signer", "busy")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         progress("signer")
         c = config["signer"]
         results["signer"] = signer.run(pki, c["rounds"], c["batch"])
+    if "busy" in args.only:
+        progress("busy")
+        results["busy"] = busy.run(pki, config["busy"]["per_mode"])
     results["targets"] = report.verdicts(results)
     results["seconds"] = round(time.monotonic() - started, 1)
     pki.directory.cleanup()

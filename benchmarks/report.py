@@ -7,6 +7,8 @@ from typing import Any
 HANDSHAKE_LIMIT = 1.02
 LAYER_LIMIT_NS = 2000.0
 SCALING_LIMIT = 1.6
+WALLET_IDLE_LIMIT = 1.005  # idle Wallet / C callback (section 1)
+BUSY_LIMITS = {"Wallet": 1.05, "Credential": 1.10}  # p50 / static with 4 busy threads
 CALLBACK_MODES = ("Credential", "cryptography")
 FLOOR = 'extern "Python" + a call'  # the least a trampoline calling a Python callable does
 
@@ -65,6 +67,23 @@ def verdicts(results: dict[str, Any]) -> list[dict[str, Any]]:
             f"machine: {t['machine_scaling']['median']:.2f})",
             scaling >= SCALING_LIMIT,
         )
+    for cell in results.get("handshakes", []):
+        wallet = cell.get("wallet_to_c_callback")
+        if wallet is not None:
+            target(
+                f"handshake {cell['world']} {cell['version']} {cell['key']} Wallet/C callback"
+                f" <= {WALLET_IDLE_LIMIT}",
+                f"{wallet['median']:.4f}",
+                wallet["median"] <= WALLET_IDLE_LIMIT,
+            )
+    for b in results.get("busy", []):
+        if b["busy_threads"] != 4:
+            continue
+        for mode, limit in BUSY_LIMITS.items():
+            ratio = b["p50_to_static"][mode]
+            target(
+                f"busy: 4 threads, {mode} p50 / static <= {limit}", f"{ratio:.3f}", ratio <= limit
+            )
     for c in results.get("signer", []):
         signer, floor = c["signer_to_static"], c["floor_to_c_callback"]
         target(
@@ -115,6 +134,7 @@ def render(results: dict[str, Any]) -> str:
                     _ratio(r.get("C callback")),
                     _ratio(r["Python floor"]),
                     _ratio(r["Credential"]),
+                    _ratio(r["Wallet"]),
                     _ratio(r["cryptography"]),
                 ]
             )
@@ -132,6 +152,7 @@ def render(results: dict[str, Any]) -> str:
                     "C callback",
                     "Python floor",
                     "Credential",
+                    "Wallet",
                     "cryptography objects",
                 ],
                 rows,
@@ -248,6 +269,24 @@ def render(results: dict[str, Any]) -> str:
                 ],
                 rows,
             ),
+        ]
+    if "busy" in results:
+        from .busy import MODES as BUSY_MODES
+
+        rows = [
+            [str(b["busy_threads"])]
+            + [
+                f"{b['p50_ms'][m]:.1f} / {b['p99_ms'][m]:.1f} ({b['p50_to_static'][m]:.2f})"
+                for m in BUSY_MODES
+            ]
+            for b in results["busy"]
+        ]
+        n = results["busy"][0]["handshakes_per_mode"]
+        parts += [
+            "",
+            "6. Busy threads: p50 / p99 ms (p50 / static), TLS 1.3 over sockets against"
+            f" openssl s_server ({n} per client per row)",
+            _table(["busy threads", *BUSY_MODES], rows),
         ]
     verdicts_ = results["targets"]
     missed = [v for v in verdicts_ if not v["met"]]
