@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import gc
 import ssl
+import sys
 import weakref
 from typing import Any
 
@@ -421,3 +422,77 @@ def test_one_credential_answers_many_handshakes_on_many_threads(ca, server_cert,
 
     assert in_threads(work, count=8) == []
     assert received == [pki["via_inter"].der] * 96
+
+
+def _calls_into_c_inside_the_callback(world: str, version: str, ca: Any, server: Any,
+                                      callback: Any) -> list[str]:  # fmt: skip
+    """The openssl-ccb C functions Python called while the trampoline's Python
+    half ran (each call releases the GIL and must take it back)."""
+    from openssl_ccb.core import trampoline
+
+    dispatch = trampoline.openssl_ccb_dispatch.__code__
+    inside: list[Any] = []
+    called: list[str] = []
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        if frame.f_code is dispatch and event in ("call", "return"):
+            if event == "call":
+                inside.append(frame)
+            elif inside and inside[-1] is frame:
+                inside.pop()
+        elif inside and event == "c_call" and getattr(arg, "__self__", None) is lib:
+            called.append(arg.__name__)
+
+    ctx = world_context(world, ca, version)
+    ccb.set_client_cert_cb(ctx, callback)
+    link = Link(MemoryClient(world, ctx), MemoryServer(server))
+    sys.setprofile(profile)
+    try:
+        link.handshake()
+    finally:
+        sys.setprofile(None)
+    link.exchange()
+    return called
+
+
+@pytest.mark.parametrize("world", ["stdlib", "raw"])
+def test_a_callback_answering_from_the_request_calls_nothing_in_c(
+    world, ca, server_cert, pki, version
+):
+    """Python callbacks take the GIL once: reading the request's attributes and
+    returning a Credential makes no call into C (each would release the GIL
+    and, on a busy process, wait to take it back), but once per batch of
+    answers. peer_certificate still asks the SSL: the profile sees such calls."""
+    server = _server(pki, server_cert, ("root_a",), None, version)
+    credential = pki["ec_a"].credential()
+    seen: list[tuple[Any, ...]] = []
+
+    def reading(request: ccb.CertificateRequest) -> ccb.Credential:
+        seen.append(
+            (
+                request.version,
+                request.server_name,
+                request.signature_algorithms,
+                request.certificate_types,
+                request.acceptable_cas,
+            )
+        )
+        return credential
+
+    def reading_the_peer(request: ccb.CertificateRequest) -> ccb.Credential:
+        assert request.peer_certificate is not None
+        return reading(request)
+
+    # The first answer pays C for a batch of answers in advance (Prepaid.BATCH).
+    assert _calls_into_c_inside_the_callback(world, version, ca, server, reading) == [
+        "openssl_ccb_prepaid_new"
+    ]
+    assert _calls_into_c_inside_the_callback(world, version, ca, server, reading) == []
+    calls = _calls_into_c_inside_the_callback(world, version, ca, server, reading_the_peer)
+    assert "openssl_ccb_get1_peer_certificate" in calls
+    assert len(seen) == 3
+    assert seen[0] == seen[1] == seen[2]
+    names = [pki["root_a"].cert.subject.public_bytes()]
+    assert seen[0][0] == version
+    assert seen[0][4] == names
+    assert bool(seen[0][3]) == (version == "TLSv1.2")  # TLS 1.3 has no certificate types
