@@ -54,7 +54,7 @@ memcheck: $(STAMP) $(DEBIAN_STAMP)
 soak: $(STAMP)
 	$(PY) tools/soak.py
 
-# Side-by-side benchmarks (about 4 minutes; --quick under one): docs/benchmarks.md.
+# Side-by-side benchmarks (about 15 minutes, not timed as a whole; --quick a few): docs/benchmarks.md.
 bench: $(STAMP)
 	$(PY) -m benchmarks
 
